@@ -1,0 +1,167 @@
+"""``advise assess``: the data, the goal and the constraints in, a recommendation out.
+
+Project -> profiles of the eval and train files (one streaming pass each) -> goal signals ->
+estimates -> decision. The result is a plain dict that follows the project contract.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from advisor import __version__
+from advisor.decide import METHODS, Facts, decide
+from advisor.dedup import LeakageIndex
+from advisor.errors import AdviseError
+from advisor.findings import Findings
+from advisor.profile import FileProfile, profile_file
+from advisor.project import Project
+from advisor.rubric import load_rubric, value
+from advisor.signals import docs_dir_has_files, goal_signals
+from advisor.tokens import context_window, make_counter
+
+DEFAULT_EPOCHS = 3
+
+
+def _display(project: Project, path: Path) -> str:
+    return str(path)
+
+
+def _epochs(project: Project, n: int) -> float:
+    t = project.train
+    if t.epochs:
+        return float(t.epochs)
+    if t.max_steps and n:
+        return t.max_steps * t.batch_size / n
+    return float(DEFAULT_EPOCHS)
+
+
+def assess(project: Project, *, use_embeddings: bool = True) -> dict:
+    t0 = time.perf_counter()
+    checks = load_rubric("data_checks", project.root)
+    rubric = load_rubric("decision", project.root)
+    model_dir = project.base_model_dir()
+    if model_dir is not None and not model_dir.is_dir():
+        model_dir = None  # not built yet: estimates fall back to the name
+    counter = make_counter(project.base_model, model_dir, value(checks, "tokens", "chars_per_token"),
+                           value(checks, "tokens", "per_message_overhead"))
+    ctx = context_window(model_dir)
+    declared = project.data.format
+    findings = Findings()
+
+    train_path = project.data_path("train")
+    eval_path = project.data_path("eval")
+    if not train_path.is_file():
+        raise AdviseError("training data file not found (data.train in project.yaml)", file=train_path)
+    if eval_path is not None and not eval_path.is_file():
+        raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
+
+    common = dict(declared=declared, counter=counter, rubric=checks, findings=findings, context=ctx,
+                  max_length=project.train.max_length)
+    leakage = None
+    eval_prof: FileProfile | None = None
+    if eval_path is not None:
+        leakage = LeakageIndex(n=value(checks, "leakage", "ngram"),
+                               template_share=value(checks, "leakage", "template_ngram_share"),
+                               min_share=value(checks, "leakage", "ngram_min_share"))
+        eval_prof = profile_file(eval_path, role="eval", leakage=leakage, display=_display(project, eval_path),
+                                 **common)
+    train_prof = profile_file(train_path, role="train", leakage=leakage, display=_display(project, train_path),
+                              **common)
+    if train_prof.stats.examples == 0:
+        first = next((f for f in findings.to_list() if f["severity"] == "error"), None)
+        where = first["examples"][0] if first and first["examples"] else {"file": str(train_path), "line": None}
+        why = f": {first['message']}" if first else ""
+        raise AdviseError(f"no valid training example{why}", file=where["file"], line=where["line"])
+
+    leak = {"exact": 0, "normalised": 0, "ngram": 0, "eval_items_leaked": 0, "templates_ignored": 0}
+    if leakage is not None:
+        leakage.finish()
+        ev_display = _display(project, eval_path)
+        for code, hits in leakage.hits.items():
+            for ev_line, tr_line in sorted(hits.items()):
+                findings.add(code, ev_display, ev_line, f"train line {tr_line}")
+            leak[code.removeprefix("leakage_")] = len(hits)
+        leak["eval_items_leaked"] = len(leakage.leaked_eval_lines())
+        leak["templates_ignored"] = leakage.templates
+        leak["ngram_any"] = leakage.ngram_any
+        leak["ngram_min_share"] = leakage.min_share
+        leak["ngram_size"] = leakage.n
+        if eval_prof.label_set is not None and train_prof.label_set is not None:
+            for lab in sorted(eval_prof.label_set - train_prof.label_set):
+                findings.add("eval_label_unseen", ev_display, None, f"'{lab}'")
+
+    signals = goal_signals(project, train_prof, rubric, use_embeddings=use_embeddings)
+
+    tokens = train_prof.summary["tokens"]
+    n_train = train_prof.stats.examples
+    epochs = _epochs(project, n_train)
+    c = project.constraints
+    est = _estimate(project, model_dir, tokens.get("total", 0), epochs, signals)
+    by_method = {e["method"]: e for e in est.get("methods", [])} if isinstance(est, dict) else {}
+
+    facts = Facts(
+        train_examples=n_train,
+        train_invalid=train_prof.stats.invalid,
+        train_format=train_prof.stats.format,
+        eval_examples=eval_prof.stats.examples if eval_prof else None,
+        leaked_eval=leak["eval_items_leaked"],
+        leak_detail=f"exact {leak['exact']}, normalised {leak['normalised']}, {leak.get('ngram_size', 13)}-gram {leak['ngram']}",
+        mixed_formats=len(train_prof.stats.formats) > 1,
+        duplicate_share=train_prof.summary["duplicates"]["share"],
+        knowledge_score=signals["knowledge_score"],
+        label_like=bool(train_prof.summary["outputs"].get("label_like")),
+        has_docs=docs_dir_has_files(project.data_path("docs")),
+        facts_change=c.facts_change,
+        needs_citations=c.needs_citations,
+        requirements_change=c.requirements_change,
+        hardware=c.hardware,
+        budget_usd=c.budget_usd,
+        method_override=project.method,
+        estimates=by_method,
+    )
+    rec = decide(facts, rubric)
+    if isinstance(est, dict):
+        est["recommended"] = rec["method"]
+
+    def file_block(p: FileProfile | None) -> dict | None:
+        if p is None:
+            return None
+        return {"path": p.stats.path, **p.summary}
+
+    return {
+        "advise_version": __version__,
+        "project": {"name": project.name, "task": project.task, "base_model": project.base_model,
+                    "method": project.method, "constraints": c.model_dump()},
+        "recommendation": rec,
+        "data": {"train": file_block(train_prof), "eval": file_block(eval_prof), "leakage": leak if leakage else None,
+                 "docs": signals.get("docs")},
+        "signals": {k: v for k, v in signals.items() if k != "docs"},
+        "estimate": est,
+        "findings": findings.to_list(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict) -> dict:
+    from advisor.estimate import estimate
+
+    c = project.constraints
+    docs_chars = (signals.get("docs") or {}).get("characters", 0)
+    try:
+        return estimate(
+            methods=[m for m in METHODS],
+            base_model=project.base_model,
+            model_dir=model_dir,
+            train_tokens_per_epoch=int(tokens_per_epoch),
+            epochs=epochs,
+            hardware=c.hardware,
+            budget_usd=c.budget_usd,
+            on_prem=c.data_must_stay_on_prem,
+            max_length=project.train.max_length,
+            lora_r=project.train.lora_r,
+            batch_size=project.train.batch_size,
+            docs_tokens=int(docs_chars / 4),
+        )
+    except ValueError as e:  # an unknown GPU name in constraints.hardware
+        raise AdviseError(f"constraints.hardware: {e}", file=project.project_file) from None

@@ -1,0 +1,102 @@
+"""The ``advise`` command line. Heavy libraries are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_USAGE = 2
+
+
+def _guard(fn):
+    """Turn user errors into one line on stderr and exit 2; never a traceback for bad input."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from advisor.errors import AdviseError
+
+        try:
+            return fn(*args, **kwargs)
+        except AdviseError as e:
+            click.echo(f"advise: {e.render()}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("advise: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
+            if os.environ.get("ADVISE_DEBUG"):
+                raise
+            click.echo(f"advise: internal error: {type(e).__name__}: {e} (set ADVISE_DEBUG=1 for the traceback)",
+                       err=True)
+            sys.exit(70)
+
+    return wrapper
+
+
+project_arg = click.argument("project_dir", type=click.Path(path_type=Path), default=".")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="advise")
+def main():
+    """Decide whether and how to customise a language model: prompting, RAG, LoRA, full
+    fine-tuning or RLHF, for YOUR task and data, before you spend money.
+
+    \b
+    advise init DIR        scaffold a project
+    advise assess DIR      analyse data and goal, recommend a method with costs
+    advise schema          JSON Schema of project.yaml
+    """
+
+
+@main.command()
+@project_arg
+@click.option("--json", "as_json", is_flag=True, help="Print the assessment as one JSON object (see the contract).")
+@click.option("--no-embeddings", is_flag=True, help="Skip the embedding signal over docs/ (faster, no torch import).")
+@_guard
+def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
+    """Analyse the task and data of PROJECT_DIR and recommend prompting, RAG, LoRA, full fine-tuning or RLHF.
+
+    Exit status 0 when an assessment was made (whatever it recommends), 2 when it could not be made.
+    """
+    from advisor.assess import assess as run_assess
+    from advisor.project import load_project
+
+    project = load_project(project_dir)
+    result = run_assess(project, use_embeddings=not no_embeddings)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        from advisor.render import print_assessment
+
+        print_assessment(result)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Project name (default: the directory name).")
+@_guard
+def init(directory: Path, name: str | None):
+    """Scaffold a commented project in DIRECTORY (never overwrites existing files)."""
+    from advisor.scaffold import scaffold
+
+    written = scaffold(directory, name)
+    for p in written:
+        click.echo(f"wrote {p}")
+    click.echo(f"next: put your examples in {directory / 'data' / 'train.jsonl'}, then `advise assess {directory}`")
+
+
+@main.command()
+@_guard
+def schema():
+    """Print the JSON Schema of project.yaml (for editors and CI)."""
+    from advisor.project import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))

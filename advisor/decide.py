@@ -1,0 +1,240 @@
+"""The decision engine: from data profile, goal signals, constraints and estimates to a
+recommendation with reasons, confidence, alternatives and blockers.
+
+Rules are data (``rubrics/decision.yaml``): each rule that fires gives points to methods, and says
+why with the signal, its value and the threshold with its source. The method with most points wins;
+the margin over the runner-up sets the confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from advisor.rubric import value
+
+METHODS = ("prompting", "rag", "lora", "full", "rlhf")
+TRAINING = ("lora", "full", "rlhf")
+
+
+@dataclass
+class Facts:
+    """Everything the rules read, in one place (so tests can build cases directly)."""
+
+    train_examples: int
+    train_invalid: int
+    train_format: str | None
+    eval_examples: int | None
+    leaked_eval: int = 0
+    leak_detail: str = ""
+    mixed_formats: bool = False
+    duplicate_share: float = 0.0
+    knowledge_score: float = 0.5
+    label_like: bool = False
+    has_docs: bool = False
+    facts_change: str | None = None
+    needs_citations: bool = False
+    requirements_change: str | None = None
+    hardware: str | None = None
+    budget_usd: float | None = None
+    method_override: str = "auto"
+    estimates: dict = field(default_factory=dict)  # method -> estimate entry
+
+
+class _Board:
+    def __init__(self, rubric: dict):
+        self.r = rubric
+        self.score = dict.fromkeys(METHODS, 0.0)
+        self.reasons: dict[str, list[tuple[float, str]]] = {m: [] for m in METHODS}
+        self.fired: list[dict] = []
+
+    def src(self, key: str) -> str:
+        """The short citation of a source key (the full reference stays in the rubric)."""
+        entry = self.r["sources"].get(key, key)
+        return entry[0] if isinstance(entry, list) else str(entry)
+
+    def th(self, name: str):
+        return value(self.r, "thresholds", name)
+
+    def th_src(self, name: str) -> str:
+        return self.src(self.r["thresholds"][name]["source"])
+
+    def fire(self, rule: str, reason: str, only: tuple[str, ...] | None = None) -> None:
+        pts = self.r["points"][rule]
+        given = {}
+        for m in METHODS:
+            p = pts.get(m, pts.get("any", 0.0))
+            if only is not None and m not in only:
+                p = 0.0 if "any" in pts else p
+            if p:
+                self.score[m] += p
+                self.reasons[m].append((p, reason))
+                given[m] = p
+        self.fired.append({"rule": rule, "points": given, "reason": reason})
+
+
+def decide(f: Facts, rubric: dict) -> dict:
+    b = _Board(rubric)
+    n = f.train_examples
+    is_pref = f.train_format == "preference"
+
+    min_ft, src_ft = b.th("min_examples_finetune"), b.th_src("min_examples_finetune")
+    if n < min_ft:
+        b.fire("few_examples", f"train examples: {n} < {min_ft} ({src_ft})")
+    else:
+        b.fire("enough_for_sft", f"train examples: {n} >= {min_ft} ({src_ft})")
+        lo, hi = b.th("typical_supervised_min"), b.th("typical_supervised_max")
+        if lo <= n <= hi:
+            b.fire("typical_supervised_range",
+                   f"train examples: {n} within the usual supervised range {lo}-{hi} ({b.th_src('typical_supervised_min')})")
+        if n >= b.th("full_min_examples"):
+            b.fire("large_data", f"train examples: {n} >= {b.th('full_min_examples')} ({b.th_src('full_min_examples')})")
+
+    ks, kt, bt = f.knowledge_score, b.th("knowledge_score_rag"), b.th("behaviour_score_max")
+    if ks >= kt:
+        b.fire("knowledge_goal", f"knowledge score: {ks:.2f} >= {kt} (the answers depend on facts; "
+                                 f"{b.src('ovadia2023')})")
+    elif ks <= bt:
+        b.fire("behaviour_goal", f"knowledge score: {ks:.2f} <= {bt} (the task is about form and behaviour; "
+                                 f"{b.src('form_not_facts')})")
+    if f.facts_change in ("monthly", "weekly", "daily"):
+        b.fire("facts_change", f"constraints.facts_change: {f.facts_change} (more often than 'rarely'; {b.src('form_not_facts')})")
+    if f.needs_citations:
+        b.fire("needs_citations", f"constraints.needs_citations: true (answers must cite sources; {b.src('form_not_facts')})")
+    if f.requirements_change == "often":
+        b.fire("requirements_change_often", f"constraints.requirements_change: often ({b.src('prompting_first')})")
+    if is_pref:
+        mp = b.th("min_preference_pairs")
+        if n >= mp:
+            b.fire("preference_pairs", f"preference pairs: {n} >= {mp} ({b.src('dpo_pairs')}; {b.src('dpo')})")
+        else:
+            b.fire("few_preference_pairs", f"preference pairs: {n} < {mp} ({b.src('dpo_pairs')})")
+    else:
+        b.score["rlhf"] -= 5
+        b.reasons["rlhf"].append((-5.0, "no preference pairs (chosen/rejected) in the data: DPO needs them"))
+    if f.label_like and n >= min_ft:
+        b.fire("label_outputs", "outputs are a closed label set: a fine-tuned model learns the labels and their format")
+    if not f.has_docs:
+        b.fire("no_docs", "no docs/ directory: retrieval has nothing to retrieve")
+    hw = (f.hardware or "").strip().lower()
+    if hw in ("none", "cpu", "0", "no gpu"):
+        b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)")
+
+    for m in TRAINING:
+        est = f.estimates.get(m)
+        if not est:
+            continue
+        if est.get("within_budget") is False:
+            b.fire("over_budget", f"{m}: estimated ${est.get('cost_usd', 0):,.0f} > budget ${f.budget_usd:,.0f}", only=(m,))
+        if est.get("fits") is False and not (m == "lora" and est.get("suggest") == "qlora"):
+            b.fire("does_not_fit", f"{m}: needs about {est.get('memory_gb', 0):.0f} GB per GPU, more than {f.hardware}",
+                   only=(m,))
+
+    ranked = sorted(METHODS, key=lambda m: (-b.score[m], METHODS.index(m)))
+    best = ranked[0]
+    overridden = f.method_override not in ("auto", None, "") and f.method_override != best
+    method = f.method_override if f.method_override not in ("auto", None, "") else best
+
+    # also: RAG and fine-tuning gains stack (balaguer2024)
+    also: list[str] = []
+    if (method == "rag" and f.has_docs and n >= b.th("rag_plus_lora_min_examples") and b.score["lora"] > 0
+            and (f.label_like or f.knowledge_score < b.th("rag_plus_lora_max_knowledge"))):
+        also.append("lora")
+    elif method in ("lora", "full") and f.has_docs and b.score["rag"] > 0:
+        also.append("rag")
+
+    # confidence from the margin, less data-quality penalties
+    margin = b.score[best] - b.score[ranked[1]]
+    c = value(rubric, "confidence", "base") + value(rubric, "confidence", "per_point_of_margin") * margin
+    total = n + f.train_invalid
+    if total:
+        c -= value(rubric, "confidence", "penalty_invalid_share") * f.train_invalid / total
+    if f.eval_examples is None:
+        c -= value(rubric, "confidence", "penalty_no_eval")
+    if overridden:
+        c = min(c, 0.5)
+    c = max(value(rubric, "confidence", "min"), min(value(rubric, "confidence", "max"), c))
+
+    reasons = [txt for p, txt in sorted(b.reasons[method], key=lambda t: -t[0]) if p > 0]
+    if overridden:
+        reasons.insert(0, f"method set in project.yaml: {method} (the rules would pick {best}, "
+                          f"{b.score[best]:.1f} points against {b.score[method]:.1f})")
+    if also:
+        reasons.append(f"also {', '.join(also)}: {b.src('balaguer2024')}")
+    if method in ("lora",) and f.estimates.get("lora", {}).get("suggest") == "qlora":
+        reasons.append(f"LoRA in 16-bit does not fit {f.hardware}; QLoRA (4-bit base) does ({b.src('qlora')})")
+    if method == "lora":
+        reasons.append(f"LoRA rather than full fine-tuning: {b.src('biderman2024')}")
+
+    alternatives = []
+    for m in ranked:
+        if m == method:
+            continue
+        neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p < 0]
+        why = neg[0] if neg else _why_not(m, f, b)
+        why += f" ({b.score[m]:.1f} points against {b.score[method]:.1f})"
+        alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
+
+    blockers = _blockers(f, method, b)
+    return {
+        "method": method,
+        "variant": "qlora" if method == "lora" and f.estimates.get("lora", {}).get("suggest") == "qlora" else (
+            "dpo" if method == "rlhf" else None),
+        "also": also,
+        "confidence": round(c, 2),
+        "reasons": reasons,
+        "alternatives": alternatives,
+        "blockers": blockers,
+        "scores": {m: round(s, 2) for m, s in b.score.items()},
+        "rules_fired": b.fired,
+    }
+
+
+def _why_not(m: str, f: Facts, b: _Board) -> str:
+    n = f.train_examples
+    if m == "full":
+        fm = b.th("full_min_examples")
+        if n < fm:
+            return (f"{n} examples < {fm}, where full fine-tuning starts to pay off ({b.th_src('full_min_examples')}); "
+                    f"it costs more and forgets more than LoRA ({b.src('biderman2024')})")
+        return f"LoRA reaches most of the gain at a fraction of the memory and forgets less ({b.src('biderman2024')})"
+    if m == "prompting":
+        return (f"with {n} examples of a fixed behaviour a tuned model usually beats prompting; "
+                "`advise eval` measures zero- and few-shot prompting as the baseline")
+    if m == "rag":
+        return f"the answers do not depend on retrievable facts (knowledge score {f.knowledge_score:.2f})"
+    if m == "lora":
+        return "the other signals outweigh what fine-tuning would add"
+    return "fewer points"
+
+
+def _blockers(f: Facts, method: str, b: _Board) -> list[str]:
+    out = []
+    if f.eval_examples and f.leaked_eval / f.eval_examples > b.th("max_leaked_eval_share"):
+        out.append(f"{f.leaked_eval} of {f.eval_examples} eval examples also appear in train ({f.leak_detail}): "
+                   "scores on them would be inflated; remove them from the eval file")
+    total = f.train_examples + f.train_invalid
+    if total and f.train_invalid / total > b.th("max_invalid_share"):
+        out.append(f"{f.train_invalid} of {total} train records are invalid "
+                   f"({f.train_invalid / total:.0%} > {b.th('max_invalid_share'):.0%}): fix them first (see findings)")
+    if f.mixed_formats:
+        out.append("train records come in several formats: convert them to one format")
+    if f.duplicate_share > b.th("max_duplicate_share"):
+        out.append(f"{f.duplicate_share:.0%} of train records duplicate others (> {b.th('max_duplicate_share'):.0%}): "
+                   "deduplicate before training")
+    if method in TRAINING:
+        n = f.train_examples
+        if method == "rlhf":
+            mp = b.th("min_preference_pairs_absolute")
+            if f.train_format != "preference":
+                out.append("rlhf (DPO) needs preference pairs (prompt, chosen, rejected); the train file has none")
+            elif n < mp:
+                out.append(f"only {n} preference pairs: too few for DPO (< {mp})")
+        elif n < b.th("min_examples_finetune"):
+            out.append(f"only {n} train examples: too few for {method} (< {b.th('min_examples_finetune')}, "
+                       f"{b.th_src('min_examples_finetune')})")
+        est = f.estimates.get(method) or {}
+        if est.get("within_budget") is False:
+            out.append(f"{method} is estimated at ${est.get('cost_usd', 0):,.0f}, over the budget of ${f.budget_usd:,.0f}")
+        if est.get("fits") is False and est.get("suggest") != "qlora":
+            out.append(f"{method} needs about {est.get('memory_gb', 0):.0f} GB per GPU: it does not fit {f.hardware}")
+    return out

@@ -1,0 +1,249 @@
+"""The project model of ``project.yaml`` (see the project contract), loaded with clear errors.
+
+* A YAML syntax error names the file and line.
+* A schema error names the key path, what was expected, and the line of the key.
+* Data paths are relative to the project directory and must stay inside it.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from advisor.errors import AdviseError
+
+PROJECT_FILE = "project.yaml"
+STORE_DIR = ".advise"
+
+
+class Method(str, Enum):
+    auto = "auto"
+    prompting = "prompting"
+    rag = "rag"
+    lora = "lora"
+    full = "full"
+    rlhf = "rlhf"
+
+
+class DataFormat(str, Enum):
+    auto = "auto"
+    chat = "chat"
+    alpaca = "alpaca"
+    prompt_completion = "prompt_completion"
+    preference = "preference"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+
+class DataSpec(_Strict):
+    train: str = Field(description="Training examples (JSON Lines), relative to the project directory.")
+    eval: str | None = Field(None, description="Held-out eval examples; without it a seeded split is held out.")
+    docs: str | None = Field(None, description="Reference documents (.md, .txt, .html) the task may need.")
+    format: DataFormat = Field(DataFormat.auto, description="Record format; auto detects it per file.")
+
+
+class Constraints(_Strict):
+    budget_usd: float | None = Field(None, ge=0, description="What may be spent on training compute.")
+    hardware: str | None = Field(
+        None, description='"<count>x <gpu>" available for training, e.g. "1x A100-80GB"; "none" = no GPUs.'
+    )
+    data_must_stay_on_prem: bool = Field(False, description="true: no hosted (third-party) training or inference.")
+    facts_change: Literal["never", "rarely", "monthly", "weekly", "daily"] | None = None
+    needs_citations: bool = False
+    requirements_change: Literal["rarely", "often"] | None = None
+
+    @field_validator("hardware", mode="before")
+    @classmethod
+    def _hardware_text(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        raise ValueError('expected text like "1x A100-80GB" or "none"')
+
+
+GateValue = str | float | int | dict[str, Any]
+
+
+class EvalSpec(_Strict):
+    gates: dict[str, GateValue] = Field(
+        default_factory=dict, description='metric -> threshold, e.g. accuracy: ">= 0.85" or rouge_l: {min: 0.4}'
+    )
+    metrics: list[str] | None = Field(None, description="Metrics to compute (default: chosen from the task kind).")
+    few_shot_k: int = Field(4, ge=0, le=64)
+    rag_top_k: int = Field(3, ge=1, le=50)
+    max_items: int | None = Field(None, ge=1, description="Evaluate at most this many held-out items.")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+
+
+class TrainSpec(BaseModel):
+    """Common hyperparameters; plugins may read extra keys of their own."""
+
+    model_config = ConfigDict(extra="allow")
+    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    learning_rate: float = Field(2.0e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    lora_r: int = Field(16, ge=1)
+    seed: int = 42
+
+
+class Project(_Strict):
+    name: str = Field(description="letters, digits, '-', '_'")
+    task: str = Field(description="What the model must do, in plain words.")
+    base_model: str | None = Field(None, description="Hub id or local model directory (required for eval/train).")
+    data: DataSpec
+    constraints: Constraints = Field(default_factory=Constraints)
+    method: Method = Method.auto
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    # set by load_project, not part of the file
+    root: Path | None = Field(None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", v):
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("describe the task in plain words")
+        return v.strip()
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def project_file(self) -> Path:
+        return (self.root or Path(".")) / PROJECT_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        return (self.root or Path(".")) / STORE_DIR
+
+    def data_path(self, key: str) -> Path | None:
+        rel = getattr(self.data, key)
+        if rel is None:
+            return None
+        return _inside(self.root or Path("."), rel, f"data.{key}", self.project_file)
+
+    def base_model_dir(self) -> Path | None:
+        """The local directory of ``base_model`` when it is one, else None (a hub id)."""
+        bm = self.base_model
+        if not bm:
+            return None
+        p = Path(bm).expanduser()
+        if p.is_absolute():
+            return p
+        local = (self.root or Path(".")) / p
+        if local.exists() or bm.startswith((".", "~")) or bm.count("/") > 1:
+            return local
+        return None
+
+
+def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
+    root_r = root.resolve()
+    p = Path(rel).expanduser()
+    full = (root / p) if not p.is_absolute() else p
+    try:
+        full.resolve().relative_to(root_r)
+    except ValueError:
+        raise AdviseError(f"{key}: '{rel}' points outside the project directory; data paths must stay inside it",
+                          file=pfile) from None
+    return full
+
+
+def _key_line(node: yaml.Node | None, path: tuple) -> int | None:
+    """1-based line of the deepest key of ``path`` found in a composed YAML node tree."""
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _explain(err: dict) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known key (check its spelling; `advise schema` lists the keys)"
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ").replace("Input should be", "expected")
+    return msg if msg.startswith("expected") else f"is invalid: {msg}"
+
+
+def parse_project(text: str, root: Path, file: Path) -> Project:
+    try:
+        raw = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise AdviseError(f"YAML syntax error: {problem}", file=file, line=line) from None
+    if raw is None:
+        raise AdviseError("is empty; `advise init DIR` writes a commented example", file=file)
+    if not isinstance(raw, dict):
+        raise AdviseError("expected a mapping of keys (name, task, data, ...) at the top level", file=file, line=1)
+    try:
+        project = Project.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("str", "float", "int", "dict")))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _key_line(node, loc)
+        more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
+        raise AdviseError(f"{key} {_explain(err)}{more}", file=file, line=line) from None
+    project.root = root
+    # confine data paths now, so every command fails early and the same way
+    for key in ("train", "eval", "docs"):
+        project.data_path(key)
+    return project
+
+
+def load_project(project_dir: str | Path) -> Project:
+    root = Path(project_dir)
+    if not root.exists():
+        raise AdviseError("project directory does not exist", file=root)
+    if root.is_file() and root.name == PROJECT_FILE:
+        root = root.parent
+    if not root.is_dir():
+        raise AdviseError("is not a project directory", file=root)
+    pfile = root / PROJECT_FILE
+    if not pfile.is_file():
+        raise AdviseError("no project.yaml here; `advise init DIR` creates one", file=pfile)
+    try:
+        text = pfile.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AdviseError(f"is not UTF-8 text ({e.reason})", file=pfile) from None
+    except OSError as e:
+        raise AdviseError(f"cannot be read: {e.strerror}", file=pfile) from None
+    return parse_project(text, root, pfile)
+
+
+def json_schema() -> dict:
+    schema = Project.model_json_schema()
+    schema["properties"].pop("root", None)
+    schema["title"] = "advise project.yaml"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

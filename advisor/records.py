@@ -1,0 +1,340 @@
+"""Reading JSON Lines training data in any contract format, one record at a time.
+
+:func:`iter_records` streams a file, detects each record's format, validates it, reports problems to
+a :class:`~advisor.findings.Findings` with file and line, and yields the valid records normalised
+to one shape (:class:`Record`). Invalid records are counted and skipped; the rest of the file is
+still used. Nothing is held in memory beyond the record being read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from advisor.findings import Findings
+
+FORMATS = ("chat", "alpaca", "prompt_completion", "preference")
+ROLES = {"system", "user", "assistant", "tool", "function"}
+MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
+EXTRA_KEYS = {"id", "tags", "metadata", "references", "source", "label", "weight", "tools"}
+FORMAT_KEYS = {
+    "chat": {"messages"},
+    "alpaca": {"instruction", "input", "output"},
+    "prompt_completion": {"prompt", "completion"},
+    "preference": {"prompt", "chosen", "rejected"},
+}
+TURN_MARKERS = ("\n\nHuman:", "\n\nAssistant:")
+
+
+@dataclass(slots=True)
+class Record:
+    """One valid example, normalised whatever its format.
+
+    ``prompt`` is the conversation the model reads (system/user/... messages, without the final
+    target); ``output`` is the reply it must learn (the last assistant message, ``output``,
+    ``completion`` or ``chosen``). ``key`` is the distinctive input text (user content without the
+    system prompt or a shared instruction), used for duplicates and leakage.
+    """
+
+    line: int
+    fmt: str
+    prompt: list[dict]
+    output: str
+    key: str
+    rejected: str | None = None
+    targets: list[str] = field(default_factory=list)  # every assistant turn that is trained on
+    extra: dict | None = None  # keys beyond the format (references, tags, id ...)
+
+    @property
+    def texts(self) -> list[str]:
+        """Every text of the example, message by message (for token counts)."""
+        return [m["content"] for m in self.prompt if isinstance(m.get("content"), str)] + (
+            self.targets or [self.output]
+        )
+
+
+def detect_format(obj: dict) -> str | None:
+    if "messages" in obj:
+        return "chat"
+    if "chosen" in obj or "rejected" in obj:
+        return "preference"
+    if "instruction" in obj or "output" in obj:
+        return "alpaca"
+    if "prompt" in obj or "completion" in obj:
+        return "prompt_completion"
+    return None
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, detail: str = ""):
+        self.code, self.detail = code, detail
+
+
+def _text(obj: dict, key: str, required: bool = True) -> str | None:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise _Invalid("missing_field", f"'{key}' is missing")
+        return None
+    v = obj[key]
+    if not isinstance(v, str):
+        raise _Invalid("wrong_type", f"'{key}' is {type(v).__name__}, expected text")
+    return v
+
+
+def _nonempty(v: str, key: str, code: str = "empty_content") -> str:
+    if not v.strip():
+        raise _Invalid(code, f"'{key}' is empty")
+    return v
+
+
+class _Checker:
+    def __init__(self, file: str, findings: Findings):
+        self.file = file
+        self.f = findings
+
+    def warn(self, code: str, line: int, detail: str = "") -> None:
+        self.f.add(code, self.file, line, detail)
+
+    # -- chat ------------------------------------------------------------------------------------
+    def messages(self, msgs, line: int, where: str = "messages") -> list[dict]:
+        if not isinstance(msgs, list) or not msgs:
+            raise _Invalid("missing_messages_list", f"'{where}' must be a non-empty list of messages")
+        out = []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m and not m.get("tool_calls"):
+                raise _Invalid("message_missing_key", f"{where}[{i}] lacks 'role' or 'content'")
+            extra = set(m) - MESSAGE_KEYS
+            if extra:
+                raise _Invalid("message_unrecognized_key", f"{where}[{i}] has key(s) {sorted(extra)}")
+            role = m["role"]
+            if role not in ROLES:
+                raise _Invalid("unrecognized_role", f"{where}[{i}] has role {role!r}")
+            content = m.get("content")
+            if content is None and m.get("tool_calls"):
+                content = ""
+            elif not isinstance(content, str) or content == "":
+                raise _Invalid("missing_content", f"{where}[{i}] ({role}) has no text content")
+            elif not content.strip():
+                raise _Invalid("empty_content", f"{where}[{i}] ({role}) is whitespace only")
+            out.append({"role": role, "content": content} if len(m) == 2 else {**m, "content": content})
+        return out
+
+    def chat(self, obj: dict, line: int) -> Record:
+        if "messages" not in obj:
+            raise _Invalid("missing_messages_list", "no 'messages' key")
+        msgs = self.messages(obj["messages"], line)
+        roles = [m["role"] for m in msgs]
+        if "assistant" not in roles:
+            raise _Invalid("example_missing_assistant_message", "no assistant message")
+        if "system" not in roles:
+            self.warn("missing_system_message", line)
+        if "user" not in roles:
+            self.warn("missing_user_message", line)
+        body = [r for r in roles if r != "system"]
+        if ("system" in roles and roles.index("system") != 0) or roles.count("system") > 1 or (
+            body and body[0] != "user" and "user" in roles
+        ) or any(a == b and a in ("user", "assistant") for a, b in zip(body, body[1:], strict=False)):
+            self.warn("role_order", line, " > ".join(roles))
+        if roles[-1] != "assistant":
+            self.warn("last_message_not_assistant", line, f"ends with {roles[-1]}")
+        last = max(i for i, r in enumerate(roles) if r == "assistant")
+        targets = [m["content"] for m in msgs if m["role"] == "assistant" and m.get("weight", 1) != 0]
+        key = "\n".join(m["content"] for m in msgs if m["role"] == "user")
+        return Record(line, "chat", msgs[:last], msgs[last]["content"], key, targets=targets or [msgs[last]["content"]])
+
+    # -- alpaca ----------------------------------------------------------------------------------
+    def alpaca(self, obj: dict, line: int) -> Record:
+        instruction = _nonempty(_text(obj, "instruction"), "instruction")
+        inp = _text(obj, "input", required=False) or ""
+        output = _nonempty(_text(obj, "output"), "output")
+        user = instruction + ("\n\n" + inp if inp.strip() else "")
+        key = inp if inp.strip() else instruction
+        return Record(line, "alpaca", [{"role": "user", "content": user}], output, key)
+
+    # -- prompt / completion ---------------------------------------------------------------------
+    def _prompt(self, obj: dict, line: int) -> list[dict]:
+        p = obj.get("prompt")
+        if isinstance(p, list):
+            return self.messages(p, line, "prompt")
+        text = _nonempty(_text(obj, "prompt"), "prompt")
+        return [{"role": "user", "content": text}]
+
+    def _reply(self, obj: dict, key: str, line: int, empty_code: str = "empty_content") -> str:
+        v = obj.get(key)
+        if isinstance(v, list):
+            msgs = self.messages(v, line, key)
+            texts = [m["content"] for m in msgs if m["role"] == "assistant"]
+            if not texts:
+                raise _Invalid("example_missing_assistant_message", f"'{key}' has no assistant message")
+            return _nonempty("\n".join(texts), key, empty_code)
+        return _nonempty(_text(obj, key), key, empty_code)
+
+    def prompt_completion(self, obj: dict, line: int) -> Record:
+        prompt = self._prompt(obj, line)
+        completion = self._reply(obj, "completion", line)
+        key = "\n".join(m["content"] for m in prompt if m["role"] == "user") or prompt[-1]["content"]
+        return Record(line, "prompt_completion", prompt, completion, key)
+
+    # -- preference ------------------------------------------------------------------------------
+    def preference(self, obj: dict, line: int) -> Record:
+        if "prompt" not in obj and isinstance(obj.get("chosen"), str) and isinstance(obj.get("rejected"), str):
+            prompt_text, chosen, rejected = split_implicit_prompt(obj["chosen"], obj["rejected"])
+            implicit = True
+            prompt = transcript_to_messages(prompt_text)
+            if not prompt:
+                raise _Invalid("missing_field", "no 'prompt' and no shared start of chosen and rejected")
+        else:
+            implicit = False
+            prompt = self._prompt(obj, line)
+            chosen = self._reply_raw(obj, "chosen", line)
+            rejected = self._reply_raw(obj, "rejected", line)
+        if not chosen.strip():
+            raise _Invalid("empty_chosen", "'chosen' is empty")
+        if not rejected.strip():
+            raise _Invalid("empty_rejected", "'rejected' is empty")
+        if chosen.strip() == rejected.strip():
+            raise _Invalid("chosen_equals_rejected", "")
+        if implicit:
+            self.warn("implicit_prompt", line)
+        for name, reply in (("chosen", chosen), ("rejected", rejected)):
+            if any(mark in reply for mark in TURN_MARKERS):
+                self.warn("embedded_turn_markers", line, f"'{name}' contains a turn marker")
+        key = "\n".join(m["content"] for m in prompt if m["role"] == "user") or prompt[-1]["content"]
+        return Record(line, "preference", prompt, chosen, key, rejected=rejected)
+
+    def _reply_raw(self, obj: dict, key: str, line: int) -> str:
+        v = obj.get(key)
+        if isinstance(v, list):
+            return self._reply(obj, key, line, f"empty_{key}")
+        v = _text(obj, key)
+        return v
+
+
+def split_implicit_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Split two transcripts that share a prefix into (prompt, chosen reply, rejected reply).
+
+    The prompt is their longest common prefix, cut back to the last "\\n\\nAssistant:" in it, so a
+    reply that happens to start with the same words is not cut (hh-rlhf style transcripts).
+    """
+    n = 0
+    limit = min(len(chosen), len(rejected))
+    while n < limit and chosen[n] == rejected[n]:
+        n += 1
+    cut = chosen.rfind("\n\nAssistant:", 0, n)
+    if cut >= 0:
+        n = cut + len("\n\nAssistant:")
+    return chosen[:n], chosen[n:].strip(), rejected[n:].strip()
+
+
+def transcript_to_messages(text: str) -> list[dict]:
+    """'\\n\\nHuman: ..\\n\\nAssistant: ..' -> messages, dropping empty turns."""
+    parts = _TURN_SPLIT.split("\n\n" + text.lstrip("\n"))
+    msgs = []
+    for role, content in zip(parts[1::2], parts[2::2], strict=False):
+        content = content.strip()
+        if content:
+            msgs.append({"role": "user" if role == "Human" else "assistant", "content": content})
+    if not msgs and text.strip():
+        msgs = [{"role": "user", "content": text.strip()}]
+    return msgs
+
+
+_TURN_SPLIT = re.compile(r"\n\n(Human|Assistant):")
+
+
+@dataclass
+class FileStats:
+    """What reading one file found, beyond the records themselves."""
+
+    path: str
+    lines: int = 0
+    examples: int = 0
+    invalid: int = 0
+    formats: dict[str, int] = field(default_factory=dict)
+    prompt_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def format(self) -> str | None:
+        return max(self.formats, key=self.formats.get) if self.formats else None
+
+
+def iter_records(
+    path: Path, findings: Findings, stats: FileStats, declared: str = "auto", display: str | None = None
+) -> Iterator[Record]:
+    """Yield the valid records of a JSONL file; report every problem to ``findings``."""
+    file = display or str(path)
+    chk = _Checker(file, findings)
+    handlers = {
+        "chat": chk.chat,
+        "alpaca": chk.alpaca,
+        "prompt_completion": chk.prompt_completion,
+        "preference": chk.preference,
+    }
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        findings.add("file_missing", file, None)
+        return
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            stats.lines = lineno
+            if not raw.strip():
+                findings.add("blank_line", file, lineno)
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                if "UTF-8" in str(e):
+                    findings.add("file_not_utf8", file, lineno, str(e))
+                else:
+                    findings.add("invalid_json", file, lineno, f"{e.msg} at column {e.colno}")
+                stats.invalid += 1
+                continue
+            if not isinstance(obj, dict):
+                findings.add("data_type", file, lineno, f"got a JSON {type(obj).__name__}")
+                stats.invalid += 1
+                continue
+            fmt = detect_format(obj)
+            if declared != "auto" and fmt != declared:
+                if fmt is None:
+                    fmt = declared  # validate against the declared format: names the missing field
+                else:
+                    findings.add("format_mismatch", file, lineno, f"looks like {fmt}, project.yaml says {declared}")
+                    stats.invalid += 1
+                    continue
+            if fmt is None:
+                findings.add("unknown_format", file, lineno, f"keys {sorted(obj)[:8]}")
+                stats.invalid += 1
+                continue
+            try:
+                rec = handlers[fmt](obj, lineno)
+            except _Invalid as bad:
+                findings.add(bad.code, file, lineno, bad.detail)
+                stats.invalid += 1
+                continue
+            extra = set(obj) - FORMAT_KEYS[fmt]
+            if extra:
+                unknown = extra - EXTRA_KEYS
+                if unknown:
+                    findings.add("unrecognized_key", file, lineno, f"{sorted(unknown)}")
+                rec.extra = {k: obj[k] for k in extra}
+            stats.formats[fmt] = stats.formats.get(fmt, 0) + 1
+            if fmt in ("prompt_completion", "preference") and "prompt" in obj:
+                kind = "messages" if isinstance(obj["prompt"], list) else "text"
+                stats.prompt_kinds[kind] = stats.prompt_kinds.get(kind, 0) + 1
+            stats.examples += 1
+            yield rec
+    if stats.examples == 0 and stats.invalid == 0:
+        findings.add("empty_file", file, None)
+
+
+def load_records(path: Path, declared: str = "auto", display: str | None = None) -> tuple[list[Record], Findings, FileStats]:
+    """Read a whole file into memory (for eval and training; assess streams instead)."""
+    findings = Findings()
+    stats = FileStats(str(display or path))
+    recs = list(iter_records(path, findings, stats, declared, display))
+    return recs, findings, stats

@@ -1,0 +1,169 @@
+"""Goal signals: is the task about knowledge (facts the model must know) or behaviour (form, style,
+labels, transformations)?
+
+Each signal is measured on the data, not only read from the task text, and keeps its evidence
+(e.g. "71% of answers are found in docs/"). The knowledge score is the weighted mean of the signals
+that point either way (1 = knowledge, 0 = behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from advisor.docs import BM25, load_docs, passages
+from advisor.profile import FileProfile
+from advisor.project import Project
+from advisor.rubric import value
+from advisor.textnorm import ngram_hashes, normalise, words
+
+KNOWLEDGE, BEHAVIOUR, NEUTRAL = "knowledge", "behaviour", "neutral"
+EMBED_SAMPLE = 60  # answers embedded for the embedding signal
+EMBED_CANDIDATES = 2  # BM25 candidate passages per answer
+
+
+@dataclass
+class Signal:
+    name: str
+    value: float | str | bool | None
+    points_to: str
+    strength: float  # 0..1, how strongly it points
+    weight: float
+    evidence: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _docs_signals(project: Project, sample, r: dict, w: dict, use_embeddings: bool) -> tuple[list[Signal], dict]:
+    docs_dir = project.data_path("docs")
+    info: dict = {"docs": None}
+    if docs_dir is None:
+        return [], info
+    docs = load_docs(docs_dir)
+    info["docs"] = {"files": len(docs), "characters": sum(len(t) for t in docs.values())}
+    if not docs or not sample:
+        return [], info
+    grams: set[int] = set()
+    for text in docs.values():
+        grams |= ngram_hashes(words(text), 4)
+    big = " " + normalise(" ".join(docs.values())) + " "
+    need = value(r, "signals", "docs_answer_found_ngram_share")
+    found = 0
+    for rec in sample:
+        toks = words(rec.output)
+        if len(toks) < 4:
+            hit = len(toks) > 0 and (" " + normalise(rec.output) + " ") in big
+        else:
+            g = ngram_hashes(toks, 4)
+            hit = len(g & grams) / len(g) >= need
+        found += hit
+    share = found / len(sample)
+    strong = value(r, "signals", "docs_found_knowledge")
+    out = [Signal(
+        "answers_in_docs", round(share, 4), KNOWLEDGE if share >= strong else BEHAVIOUR,
+        min(1.0, share / strong) if share >= strong else 1 - share / strong, w["docs_found"],
+        f"{share:.0%} of answers are found in docs/ (>= {need:.0%} of their word 4-grams); "
+        f"threshold for knowledge: {strong:.0%}",
+    )]
+    if use_embeddings:
+        import numpy as np
+
+        from advisor.embeddings import embed
+
+        ps = passages(docs)
+        answers = [rec.output for rec in sample[:EMBED_SAMPLE]]
+        # embed only each answer's best lexical candidates (BM25): bounded cost on large docs/
+        bm = BM25([p.text for p in ps])
+        cand = sorted({i for a in answers for i, _ in bm.top(a, EMBED_CANDIDATES)})
+        if not cand:
+            return out, info
+        pe = embed([ps[i].text for i in cand])
+        ae = embed(answers)
+        best = (ae @ pe.T).max(axis=1)
+        cos = value(r, "signals", "embedding_support_cosine")
+        supported = float(np.mean(best >= cos))
+        info["embedding"] = {"answers": len(answers), "passages": len(ps), "candidates_embedded": len(cand), "mean_best_cosine": round(float(best.mean()), 4)}
+        out.append(Signal(
+            "answers_supported_by_docs_embedding", round(supported, 4), KNOWLEDGE if supported >= strong else BEHAVIOUR,
+            min(1.0, supported / strong) if supported >= strong else 1 - supported / strong, w["docs_embedding"],
+            f"{supported:.0%} of {len(answers)} answers have a docs passage at cosine >= {cos} "
+            f"(all-MiniLM-L6-v2; mean best cosine {float(best.mean()):.2f})",
+        ))
+    return out, info
+
+
+def goal_signals(project: Project, train: FileProfile, rubric: dict, use_embeddings: bool = True) -> dict:
+    r = rubric
+    w = value(r, "signals", "weights")
+    sig: list[Signal] = []
+    outs = train.summary.get("outputs", {})
+    sample = train.sample
+
+    docs_sig, docs_info = _docs_signals(project, sample, r, w, use_embeddings)
+    sig += docs_sig
+
+    if outs.get("label_like"):
+        k = outs["labels"]["classes"]
+        sig.append(Signal("label_outputs", k, BEHAVIOUR, 1.0, w["label_outputs"],
+                          f"outputs are a closed set of {k} labels (a classification behaviour)"))
+    tmpl = outs.get("templatedness")
+    if tmpl is not None and not outs.get("label_like"):
+        t = value(r, "signals", "templatedness_behaviour")
+        sig.append(Signal("templated_outputs", tmpl, BEHAVIOUR if tmpl >= t else NEUTRAL,
+                          min(1.0, tmpl / t) if tmpl >= t else 0.0, w["templated"],
+                          f"templatedness of outputs {tmpl:.2f} (share of repeated word 3-grams); "
+                          f"behaviour from {t:.2f}"))
+    if sample and not outs.get("label_like"):
+        copied = total = 0
+        for rec in sample:
+            ow = words(rec.output)
+            iw = set(words(rec.key))
+            total += len(ow)
+            copied += sum(1 for x in ow if x in iw)
+        share = copied / total if total else 0.0
+        t = value(r, "signals", "input_copy_behaviour")
+        sig.append(Signal("output_words_from_input", round(share, 4), BEHAVIOUR if share >= t else KNOWLEDGE,
+                          min(1.0, share / t) if share >= t else 0.5 * (1 - share / t), w["input_copy"],
+                          f"{share:.0%} of output words occur in the input (a transformation when >= {t:.0%})"))
+    nums = outs.get("numbers_per_100_words")
+    if nums is not None and not outs.get("label_like"):
+        t = value(r, "signals", "numbers_knowledge")
+        sig.append(Signal("numbers_in_outputs", nums, KNOWLEDGE if nums >= t else NEUTRAL,
+                          min(1.0, nums / (2 * t)) if nums >= t else 0.0, w["numbers"],
+                          f"{nums} numbers per 100 output words (fact-heavy from {t})"))
+
+    text = " " + project.task.casefold() + " "
+    kc = [c for c in r["task_cues"]["knowledge"] if c in text]
+    bc = [c for c in r["task_cues"]["behaviour"] if c in text]
+    if kc or bc:
+        lean = (len(kc) - len(bc)) / (len(kc) + len(bc))
+        sig.append(Signal("task_text_cues", f"knowledge {kc}, behaviour {bc}",
+                          KNOWLEDGE if lean > 0 else BEHAVIOUR if lean < 0 else NEUTRAL, abs(lean), w["task_text"],
+                          f"task text mentions {', '.join(repr(c) for c in kc + bc)}"))
+    c = project.constraints
+    if c.facts_change in ("monthly", "weekly", "daily"):
+        sig.append(Signal("facts_change", c.facts_change, KNOWLEDGE, 1.0, w["facts_change"],
+                          f"constraints.facts_change is {c.facts_change}: the facts move faster than retraining"))
+    elif c.facts_change in ("never", "rarely"):
+        sig.append(Signal("facts_change", c.facts_change, NEUTRAL, 0.0, w["facts_change"],
+                          f"constraints.facts_change is {c.facts_change}"))
+    if c.needs_citations:
+        sig.append(Signal("needs_citations", True, KNOWLEDGE, 1.0, w["needs_citations"],
+                          "constraints.needs_citations is true: answers must point at sources"))
+
+    num = den = 0.0
+    for s in sig:
+        if s.points_to == NEUTRAL:
+            continue
+        target = 1.0 if s.points_to == KNOWLEDGE else 0.0
+        num += s.weight * s.strength * target + s.weight * (1 - s.strength) * 0.5
+        den += s.weight
+    score = round(num / den, 4) if den else 0.5
+    lean = KNOWLEDGE if score >= value(r, "thresholds", "knowledge_score_rag") else (
+        BEHAVIOUR if score <= value(r, "thresholds", "behaviour_score_max") else "mixed")
+    return {"knowledge_score": score, "leaning": lean, "signals": [s.to_dict() for s in sig], **docs_info}
+
+
+def docs_dir_has_files(path: Path | None) -> bool:
+    return bool(path and path.is_dir() and any(path.rglob("*")))

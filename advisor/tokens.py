@@ -1,0 +1,76 @@
+"""Token counting: the base model's own tokenizer when it is on this machine, else a stated estimate.
+
+Only the Rust ``tokenizers`` library is used (no transformers import): a ``tokenizer.json`` in a
+local model directory, or in the Hugging Face cache for a hub id. Texts are encoded in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class TokenCounter:
+    def __init__(self, tokenizer=None, source: str = "", chars_per_token: float = 4.0,
+                 per_message: int = 4):
+        self._tok = tokenizer
+        self.source = source
+        self.chars_per_token = chars_per_token
+        self.per_message = per_message
+
+    @property
+    def exact(self) -> bool:
+        return self._tok is not None
+
+    def describe(self) -> str:
+        if self.exact:
+            return f"tokenizer of the base model ({self.source}), +{self.per_message} tokens a message for the chat template"
+        return (f"estimate: {self.chars_per_token:g} characters a token (no local tokenizer for the base model), "
+                f"+{self.per_message} tokens a message")
+
+    def count(self, texts: list[str]) -> list[int]:
+        if self._tok is None:
+            cpt = self.chars_per_token
+            return [max(1, round(len(t) / cpt)) if t else 0 for t in texts]
+        return [len(e.ids) for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def _tokenizer_file(base_model: str | None, model_dir: Path | None) -> Path | None:
+    if model_dir is not None:
+        f = model_dir / "tokenizer.json"
+        return f if f.is_file() else None
+    if not base_model:
+        return None
+    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    snap = cache / ("models--" + base_model.replace("/", "--")) / "snapshots"
+    if snap.is_dir():
+        for d in sorted(snap.iterdir()):
+            if (d / "tokenizer.json").is_file():
+                return d / "tokenizer.json"
+    return None
+
+
+def context_window(model_dir: Path | None) -> int | None:
+    if model_dir is None or not (model_dir / "config.json").is_file():
+        return None
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(cfg.get(key), int):
+            return cfg[key]
+    return None
+
+
+def make_counter(base_model: str | None, model_dir: Path | None, chars_per_token: float, per_message: int) -> TokenCounter:
+    f = _tokenizer_file(base_model, model_dir)
+    if f is not None:
+        try:
+            from tokenizers import Tokenizer
+
+            return TokenCounter(Tokenizer.from_file(str(f)), str(f.parent), chars_per_token, per_message)
+        except Exception:  # noqa: BLE001 - an unreadable tokenizer falls back to the estimate
+            pass
+    return TokenCounter(None, "", chars_per_token, per_message)

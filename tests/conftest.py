@@ -1,0 +1,61 @@
+"""Shared fixtures: real project directories written to tmp_path, and the shared datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_projects"
+SHARED = Path(os.environ.get("ADVISE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def chat(user: str, assistant: str, system: str | None = "Answer with the queue name only.") -> dict:
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return {"messages": msgs}
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """make_project(train_records, eval_records=None, docs={"a.md": "..."}, **project_yaml_keys) -> Path"""
+
+    def _make(train_records, eval_records=None, docs=None, name="p", **keys):
+        root = tmp_path / name
+        root.mkdir()
+        cfg = {"name": name, "task": keys.pop("task", "Route each message to a queue."),
+               "base_model": keys.pop("base_model", "Qwen/Qwen2.5-0.5B-Instruct"),
+               "data": {"train": "data/train.jsonl"}}
+        write_jsonl(root / "data" / "train.jsonl", train_records)
+        if eval_records is not None:
+            write_jsonl(root / "data" / "eval.jsonl", eval_records)
+            cfg["data"]["eval"] = "data/eval.jsonl"
+        if docs is not None:
+            for fname, text in docs.items():
+                (root / "docs").mkdir(exist_ok=True)
+                (root / "docs" / fname).write_text(text, encoding="utf-8")
+            cfg["data"]["docs"] = "docs/"
+        cfg.update(keys)
+        (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        return root
+
+    return _make
+
+
+@pytest.fixture
+def shared_datasets():
+    if not SHARED.is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED}")
+    return SHARED

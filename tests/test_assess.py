@@ -1,0 +1,116 @@
+"""advise assess end to end through the CLI on real files: the contract and the verdicts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, SAMPLES, chat
+
+from advisor.cli import main
+
+
+def assess(root, *extra):
+    r = CliRunner().invoke(main, ["assess", str(root), "--json", *extra])
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def check_contract(out):
+    rec = out["recommendation"]
+    assert rec["method"] in ("prompting", "rag", "lora", "full", "rlhf")
+    assert isinstance(rec["also"], list) and all(m in ("prompting", "rag", "lora", "full", "rlhf") for m in rec["also"])
+    assert 0 <= rec["confidence"] <= 1
+    assert rec["reasons"] and all(isinstance(r, str) for r in rec["reasons"])
+    assert all(set(a) >= {"method", "why_not"} for a in rec["alternatives"])
+    assert isinstance(rec["blockers"], list)
+    t = out["data"]["train"]
+    assert {"examples", "invalid", "format"} <= set(t)
+    assert "eval" in out["data"]
+    assert isinstance(out["estimate"], dict)
+
+
+def test_hook_project_300_valid_1_invalid(make_project):
+    recs = [chat(f"my card {i} was declined at shop {i * 7}", "card_declined", system=None) for i in range(1, 301)]
+    root = make_project(recs + ["not json"], task="Reply with the queue name only.", base_model="some/model")
+    out = assess(root)
+    check_contract(out)
+    assert out["data"]["train"]["examples"] == 300 and out["data"]["train"]["invalid"] == 1
+    assert out["data"]["eval"] is None
+
+
+@pytest.mark.parametrize("name,method,also", [
+    ("banking77-intents", "lora", []),
+    ("covid-qa-docs", "rag", []),
+    ("hh-harmless-prefs", "rlhf", []),
+    ("toy-chat", "prompting", []),
+    ("policy-faq-rag", "rag", []),
+    ("e2e-restaurants", "lora", []),
+    ("scitldr-summaries", "lora", []),
+])
+def test_sample_project_verdicts(name, method, also):
+    out = assess(SAMPLES / name, "--no-embeddings")
+    check_contract(out)
+    assert out["recommendation"]["method"] == method
+    assert out["recommendation"]["also"] == also
+
+
+def test_banking_leakage_is_a_blocker_with_locations():
+    out = assess(SAMPLES / "banking77-intents", "--no-embeddings")
+    assert out["data"]["leakage"]["normalised"] == 11
+    assert any("11 of 308 eval examples also appear in train" in b for b in out["recommendation"]["blockers"])
+    f = next(f for f in out["findings"] if f["code"] == "leakage_normalised")
+    assert f["examples"][0]["file"].endswith("eval.jsonl") and f["examples"][0]["detail"].startswith("train line")
+
+
+def test_rag_verdict_keeps_embedding_evidence():
+    out = assess(SAMPLES / "covid-qa-docs")
+    sig = {s["name"]: s for s in out["signals"]["signals"]}
+    assert sig["answers_in_docs"]["points_to"] == "knowledge" and sig["answers_in_docs"]["value"] >= 0.9
+    assert "of answers are found in docs/" in sig["answers_in_docs"]["evidence"]
+    assert "answers_supported_by_docs_embedding" in sig
+    assert out["recommendation"]["method"] == "rag"
+
+
+def test_reasons_name_signal_value_and_threshold():
+    out = assess(SAMPLES / "banking77-intents", "--no-embeddings")
+    reasons = " ".join(out["recommendation"]["reasons"])
+    assert "train examples: 1498 >= 200" in reasons
+    assert "knowledge score: 0.00 <= 0.4" in reasons
+
+
+def test_method_override_is_respected_and_flagged(make_project):
+    recs = [chat(f"message {i} about topic {i % 7}", f"label_{i % 4}") for i in range(50)]
+    root = make_project(recs, method="full")
+    out = assess(root)
+    rec = out["recommendation"]
+    assert rec["method"] == "full" and rec["confidence"] <= 0.5
+    assert "method set in project.yaml: full" in rec["reasons"][0]
+    assert any("too few for full" in b for b in rec["blockers"])
+
+
+def test_terminal_summary_prints_verdict_first():
+    r = CliRunner().invoke(main, ["assess", str(SAMPLES / "toy-chat")])
+    assert r.exit_code == 0
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert "PROMPTING" in "".join(lines[:3])
+    assert "Data health" in r.stdout and "Cost estimate" in r.stdout
+
+
+def test_assess_without_docs_imports_neither_torch_nor_transformers():
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom advisor.cli import main\n"
+        f"r = CliRunner().invoke(main, ['assess', {str(SAMPLES / 'banking77-intents')!r}, '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys\nfrom advisor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'pydantic', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,72 @@
+"""The decision engine on constructed cases with known answers."""
+
+from advisor.decide import Facts, decide
+from advisor.rubric import load_rubric
+
+R = load_rubric("decision")
+
+
+def facts(**kw):
+    base = dict(train_examples=1000, train_invalid=0, train_format="chat", eval_examples=200)
+    base.update(kw)
+    return Facts(**base)
+
+
+def test_few_examples_means_prompting():
+    d = decide(facts(train_examples=120, knowledge_score=0.2), R)
+    assert d["method"] == "prompting"
+    assert any("train examples: 120 < 200" in r for r in d["reasons"])
+    lora = next(a for a in d["alternatives"] if a["method"] == "lora")
+    assert "120 < 200" in lora["why_not"]
+
+
+def test_knowledge_that_changes_means_rag_and_lora_stacks_with_enough_data():
+    d = decide(facts(knowledge_score=0.8, has_docs=True, facts_change="weekly", needs_citations=True), R)
+    assert d["method"] == "rag"
+    assert d["also"] == []  # knowledge leaning gives lora no positive score
+    d = decide(facts(train_examples=3000, knowledge_score=0.56, has_docs=True, label_like=True), R)
+    assert d["method"] == "rag" and d["also"] == ["lora"]
+
+
+def test_preference_pairs_mean_rlhf_and_few_pairs_block():
+    d = decide(facts(train_format="preference", train_examples=1200, knowledge_score=0.3), R)
+    assert d["method"] == "rlhf" and d["variant"] == "dpo"
+    d = decide(facts(train_format="preference", train_examples=60, method_override="rlhf"), R)
+    assert any("too few for DPO" in b for b in d["blockers"])
+
+
+def test_requirements_that_change_often_mean_prompting():
+    d = decide(facts(requirements_change="often", knowledge_score=0.5), R)
+    assert d["method"] == "prompting"
+
+
+def test_large_data_prefers_full_and_budget_or_memory_can_veto_it():
+    d = decide(facts(train_examples=50000, knowledge_score=0.1, label_like=False), R)
+    assert d["method"] == "full"
+    over = {"full": {"method": "full", "within_budget": False, "cost_usd": 9000, "fits": True}}
+    d = decide(facts(train_examples=50000, knowledge_score=0.1, budget_usd=500, estimates=over), R)
+    assert d["method"] == "lora"
+    assert any("$9,000 > budget $500" in a["why_not"] for a in d["alternatives"] if a["method"] == "full")
+
+
+def test_qlora_variant_when_lora_only_fits_in_4_bit():
+    est = {"lora": {"method": "lora", "fits": False, "suggest": "qlora", "memory_gb": 150}}
+    d = decide(facts(knowledge_score=0.2, estimates=est, hardware="1x A100-80GB"), R)
+    assert d["method"] == "lora" and d["variant"] == "qlora"
+    assert not any("does not fit" in b for b in d["blockers"])
+
+
+def test_blockers_leakage_invalid_duplicates():
+    d = decide(facts(leaked_eval=3, leak_detail="exact 3", train_invalid=300, duplicate_share=0.5), R)
+    text = " ".join(d["blockers"])
+    assert "3 of 200 eval examples also appear in train" in text
+    assert "300 of 1300 train records are invalid" in text
+    assert "duplicate others" in text
+
+
+def test_confidence_grows_with_margin_and_falls_with_invalid_records():
+    clear = decide(facts(knowledge_score=0.1, label_like=True), R)["confidence"]
+    messy = decide(facts(knowledge_score=0.1, label_like=True, train_invalid=400), R)["confidence"]
+    close = decide(facts(train_examples=210, knowledge_score=0.5), R)["confidence"]
+    assert clear > messy and clear > close
+    assert 0.1 <= close <= 0.95
