@@ -13,7 +13,7 @@ import click
 EXIT_USAGE = 2
 
 
-def _guard(fn):
+def guard(fn):
     """Turn user errors into one line on stderr and exit 2; never a traceback for bad input."""
 
     @functools.wraps(fn)
@@ -43,7 +43,40 @@ def _guard(fn):
 project_arg = click.argument("project_dir", type=click.Path(path_type=Path), default=".")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that live in their own modules, imported only when used (keeps `advise --help` fast).
+LAZY_COMMANDS = {
+    "eval": "advisor.cli_eval:eval_cmd",
+    "train": "advisor.cli_train:train_cmd",
+    "plugins": "advisor.cli_train:plugins_cmd",
+    "export": "advisor.cli_train:export_cmd",
+    "models": "advisor.cli_train:models_cmd",
+    "run": "advisor.cli_run:run_cmd",
+    "report": "advisor.cli_run:report_cmd",
+    "gate": "advisor.cli_gate:gate_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | {n for n in LAZY_COMMANDS if self.get_command(ctx, n)})
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in LAZY_COMMANDS:
+            return cmd
+        import importlib
+
+        mod_name, attr = LAZY_COMMANDS[name].split(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:
+                return None  # not built yet
+            raise
+        return getattr(mod, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="advise")
 def main():
     """Decide whether and how to customise a language model: prompting, RAG, LoRA, full
@@ -60,7 +93,7 @@ def main():
 @project_arg
 @click.option("--json", "as_json", is_flag=True, help="Print the assessment as one JSON object (see the contract).")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embedding signal over docs/ (faster, no torch import).")
-@_guard
+@guard
 def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
     """Analyse the task and data of PROJECT_DIR and recommend prompting, RAG, LoRA, full fine-tuning or RLHF.
 
@@ -82,7 +115,7 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Project name (default: the directory name).")
-@_guard
+@guard
 def init(directory: Path, name: str | None):
     """Scaffold a commented project in DIRECTORY (never overwrites existing files)."""
     from advisor.scaffold import scaffold
@@ -94,7 +127,7 @@ def init(directory: Path, name: str | None):
 
 
 @main.command()
-@_guard
+@guard
 def schema():
     """Print the JSON Schema of project.yaml (for editors and CI)."""
     from advisor.project import json_schema

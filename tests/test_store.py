@@ -1,0 +1,56 @@
+"""The run store on a real SQLite file: runs, the eval item cache, training logs, versioning."""
+
+import sqlite3
+
+import pytest
+
+from advisor.errors import AdviseError
+from advisor.store import SCHEMA_VERSION, Store, stable_hash
+
+
+def test_runs_round_trip_and_latest(tmp_path):
+    s = Store(tmp_path / ".advise" / "store.sqlite")
+    a = s.start_run("eval", name="base:zero-shot", config={"k": 1}, inputs_hash="h1", command="advise eval")
+    s.finish_run(a, result={"items": 3})
+    b = s.start_run("eval", name="base:zero-shot", inputs_hash="h1")
+    assert s.latest_run("eval")["id"] == a  # b is still running
+    s.finish_run(b, status="failed", error="boom")
+    assert s.get_run(b)["status"] == "failed" and s.get_run(b)["error"] == "boom"
+    assert s.get_run(a)["result"] == {"items": 3} and s.get_run(a)["config"] == {"k": 1}
+    assert s.latest_run("eval", inputs_hash="other") is None
+    assert [r["id"] for r in s.list_runs("eval")] == [b, a]
+
+
+def test_item_cache_and_train_log(tmp_path):
+    s = Store(tmp_path / "store.sqlite")
+    s.put_items("cand", "set", [("i1", "out1", {"accuracy": 1.0}, None), ("i2", None, {}, "timeout")])
+    got = s.get_items("cand", "set", ["i1", "i2", "i3"])
+    assert got["i1"]["output"] == "out1" and got["i1"]["data"] == {"accuracy": 1.0}
+    assert got["i2"]["error"] == "timeout" and "i3" not in got
+    assert s.get_items("cand", "other-settings", ["i1"]) == {}
+    s.log_train("r", 1, {"loss": 2.0})
+    s.log_train("r", 2, {"loss": 1.5})
+    assert [r["loss"] for r in s.train_log("r")] == [2.0, 1.5]
+
+
+def test_store_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "store.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(AdviseError, match="newer advise"):
+        Store(path)
+
+
+def test_corrupt_store_is_a_clear_error(tmp_path):
+    path = tmp_path / "store.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(AdviseError, match="cannot be read"):
+        Store(path)
+
+
+def test_stable_hash_ignores_key_order():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
