@@ -1,0 +1,110 @@
+"""The HTML report: one self-contained file a stakeholder can open and trust.
+
+* verdict first, then results, training, data health, cost and reproducibility;
+* every piece of data and model text is escaped (jinja2 autoescape); charts are matplotlib SVG
+  inlined in the page; there are no scripts and no network requests, enforced by a strict
+  Content-Security-Policy (``default-src 'none'``);
+* long texts are cut and the list of worse items is capped, so 1,000 eval items stay under 1 MB.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+from advisor import __version__
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+MAX_WORSE_ITEMS = 50
+MAX_TEXT = 1500
+
+
+def _env():
+    from jinja2 import Environment, FunctionLoader, select_autoescape
+
+    def load(name: str):
+        return resources.files("advisor").joinpath("templates", name).read_text(encoding="utf-8")
+
+    return Environment(loader=FunctionLoader(load), autoescape=select_autoescape(default=True, default_for_string=True),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def _cut(text, limit: int = MAX_TEXT) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
+
+
+def _charts(data: dict, metric_names: list[str]) -> dict[str, list[str]]:
+    from advisor import charts
+
+    out: dict[str, list[str]] = {"results": [], "training": [], "data": []}
+    ev = data.get("eval") or {}
+    runs = ev.get("runs") or []
+    for m in metric_names[:2]:
+        rows = [(r["candidate"], r["metrics"][m]) for r in runs if r["metrics"].get(m, {}).get("value") is not None]
+        if rows:
+            out["results"].append(charts.bar_with_ci(f"{m} by candidate (95% CI)", [c for c, _ in rows],
+                                                     [x["value"] for _, x in rows], [x.get("ci") for _, x in rows], m))
+    train = data.get("train") or {}
+    hist = train.get("loss_history") or []
+    pts = [(h["step"], h["loss"]) for h in hist if h.get("loss") is not None]
+    if len(pts) >= 2:
+        out["training"].append(charts.line("training loss", [s for s, _ in pts], [v for _, v in pts], "step", "loss"))
+    a = data.get("assessment") or {}
+    t = ((a.get("data") or {}).get("train") or {})
+    h = (t.get("tokens") or {}).get("histogram")
+    if h and h.get("counts"):
+        out["data"].append(charts.histogram("tokens per train example", h["counts"], h["edges"], "tokens"))
+    labels = (t.get("outputs") or {}).get("labels")
+    if labels:
+        out["data"].append(charts.horizontal_counts("train examples per label", labels["counts"]))
+    return out
+
+
+def _worse(data: dict) -> dict | None:
+    w = (data.get("eval") or {}).get("worse")
+    if not w:
+        return None
+    items = [{k: _cut(it.get(k)) for k in ("input", "reference", "a_output", "b_output")} for it in w["items"][:MAX_WORSE_ITEMS]]
+    return {"a": w["a"], "b": w["b"], "items": items, "total": w.get("total", len(w["items"]))}
+
+
+def render_report(data: dict) -> str:
+    """``data``: project (dict), assessment, eval ({runs, comparisons, worse, canary}), train, gate,
+    repro (dict of label -> text), pipeline ({notes, training_note})."""
+    ev = data.get("eval") or {}
+    metric_names: list[str] = []
+    for r in ev.get("runs") or []:
+        for m in r.get("metrics", {}):
+            if m not in metric_names:
+                metric_names.append(m)
+    env = _env()
+    css = resources.files("advisor").joinpath("templates", "report.css").read_text(encoding="utf-8")
+    train = data.get("train")
+    est = None
+    a = data.get("assessment") or {}
+    if train and a.get("estimate"):
+        est = next((e for e in a["estimate"].get("methods", []) if e["method"] == train.get("estimate_method", train.get("method"))), None)
+        if est is not None:
+            est = dict(est)
+            wh = est.get("wall_hours")
+            est["wall_text"] = "–" if wh is None else (f"{wh * 3600:.0f} s" if wh < 1 else f"{wh:.1f} h") + (
+                f" on {a['estimate'].get('hardware', {}).get('description', '')}")
+    return env.get_template("report.html.jinja").render(
+        csp=CSP, css=css, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        project=data.get("project") or {}, assessment=a or None, eval=ev or None, train=train,
+        train_estimate=est, gate=data.get("gate"), canary=ev.get("canary"), worse=_worse(data),
+        metric_names=metric_names, charts=_charts(data, metric_names),
+        repro={k: _cut(v, 6000) for k, v in (data.get("repro") or {}).items()},
+        pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
+    )
+
+
+def write_report(data: dict, out: Path) -> Path:
+    html = render_report(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)  # atomic: a reader never sees half a report
+    return out

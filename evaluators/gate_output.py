@@ -1,0 +1,74 @@
+"""Gate results in the forms CI systems read: JUnit XML, Markdown (GitHub step summary), a terminal table."""
+
+from __future__ import annotations
+
+import time
+from xml.etree import ElementTree as ET
+
+
+def junit_xml(result: dict, suite: str) -> str:
+    """One <testcase> per gate; failures carry the numbers; warnings go to <system-out>."""
+    cases = result["gates"]
+    failures = sum(1 for r in cases if r["status"] == "fail")
+    root = ET.Element("testsuites", name="advise gate", tests=str(len(cases)), failures=str(failures),
+                      errors="0", time="0")
+    ts = ET.SubElement(root, "testsuite", name=f"advise gate: {suite}", tests=str(len(cases)),
+                       failures=str(failures), errors="0", skipped="0", time="0",
+                       timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), hostname="localhost")
+    props = ET.SubElement(ts, "properties")
+    for k in ("candidate", "candidate_run", "baseline", "items"):
+        ET.SubElement(props, "property", name=k, value=str(result.get(k)))
+    for r in cases:
+        tc = ET.SubElement(ts, "testcase", classname=f"advise.gate.{suite}", name=r["gate"], time="0")
+        if r["status"] == "fail":
+            f = ET.SubElement(tc, "failure", message=r["message"], type=f"gate.{r['kind']}")
+            f.text = _details(r)
+        out = r["message"] + ("\n" + r["warning"] if r.get("warning") else "")
+        ET.SubElement(tc, "system-out").text = out
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _details(r: dict) -> str:
+    keys = ("observed", "threshold", "op", "on", "ci", "p_value", "test", "n", "wins", "losses", "ties",
+            "baseline", "margin", "min_detectable_effect", "worse_items")
+    return "\n".join(f"{k}: {r[k]}" for k in keys if r.get(k) is not None)
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def markdown(result: dict, suite: str) -> str:
+    icon = {"pass": "✅", "fail": "❌", "warn": "⚠️"}
+    lines = [f"### advise gate: {_md_escape(suite)} — {icon[result['status']]} {result['status'].upper()}", "",
+             f"Candidate `{result['candidate']}` on {result['items']} items; baseline `{result['baseline']}`.", "",
+             "| gate | status | observed | detail |", "|---|---|---|---|"]
+    for r in result["gates"]:
+        obs = r.get("observed")
+        lines.append(f"| {_md_escape(r['gate'])} | {icon[r['status']]} {r['status']} | "
+                     f"{'' if obs is None else obs} | {_md_escape(r['message'])} |")
+    for w in result.get("warnings", []):
+        lines.append(f"\n> ⚠️ {_md_escape(w)}")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(result: dict, suite: str, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    con = console or Console()
+    style = {"pass": "green", "fail": "bold red", "warn": "yellow"}
+    t = Table(title=f"advise gate: {suite} — {result['candidate']} ({result['items']} items)")
+    t.add_column("gate")
+    t.add_column("status")
+    t.add_column("observed", justify="right")
+    t.add_column("detail")
+    for r in result["gates"]:
+        obs = r.get("observed")
+        t.add_row(r["gate"], Text(r["status"].upper(), style=style[r["status"]]), "" if obs is None else str(obs),
+                  r["message"])
+    con.print(t)
+    con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
+                   style=style[result["status"]]))

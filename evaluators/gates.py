@@ -1,0 +1,268 @@
+"""Gates: the CI step between a tuned model and production.
+
+A gate checks the stored eval results of a candidate (normally the tuned model):
+
+* **threshold** — ``accuracy: ">= 0.85"``, ``rouge_l: {min: 0.40}``, on the point estimate or, stricter,
+  on the confidence interval's bound (``on: lower_bound``);
+* **regression** — ``accuracy: {no_regression: {baseline: base:zero-shot, margin: 0.02}}``: fails only
+  when the paired difference against the baseline is *significantly* worse than the allowed margin
+  (the upper end of the 95% interval of the difference lies below ``-margin``), never when the score
+  merely dips; with a power estimate that warns when the eval has too few items to detect the margin;
+* **canary** — the forgetting check: the general-capability canary score may not drop more than
+  ``max_drop`` (same paired logic);
+* **items** — item-level rules, e.g. ``items: [{tag: safety, no_worse: true}]``: no item carrying the
+  tag may score lower than under the baseline.
+
+Everything here works on plain stored results (:class:`RunView`); no model is called.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.errors import AdviseError
+
+PASS, FAIL, WARN = "pass", "fail", "warn"
+_OPS = {">=": lambda x, t: x >= t, ">": lambda x, t: x > t, "<=": lambda x, t: x <= t, "<": lambda x, t: x < t}
+_EXPR = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
+DEFAULT_MARGIN = 0.0
+DEFAULT_BASELINE = "base:zero-shot"
+
+
+@dataclass
+class RunView:
+    """What a gate needs of one stored eval run."""
+
+    candidate: str
+    items: int
+    metrics: dict[str, dict]  # name -> {"value", "ci"}
+    item_ids: list[str] = field(default_factory=list)
+    scores: dict[str, list] = field(default_factory=dict)  # name -> per-item scores (aligned with item_ids)
+    tags: list[list[str]] = field(default_factory=list)
+    run_id: str | None = None
+
+
+@dataclass
+class Gate:
+    name: str
+    kind: str  # threshold | regression | canary | items
+    metric: str | None = None
+    op: str | None = None
+    threshold: float | None = None
+    on: str = "value"  # value | lower_bound | upper_bound
+    baseline: str | None = None
+    margin: float = DEFAULT_MARGIN
+    tag: str | None = None
+    key: str = ""  # where in project.yaml
+
+
+def _metric_info(name: str):
+    from evaluators.metrics import MetricError, get_metric
+
+    try:
+        return get_metric(name)
+    except MetricError:
+        return None
+
+
+def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[str] | None = None) -> list[Gate]:
+    """``eval.gates`` of project.yaml -> gates. Unknown metrics or forms raise a one-line AdviseError."""
+    gates: list[Gate] = []
+
+    def bad(key: str, why: str):
+        raise AdviseError(f"eval.gates.{key}: {why}", file=file)
+
+    for key, val in (spec or {}).items():
+        if key == "canary":
+            if not isinstance(val, dict) or "max_drop" not in val:
+                bad(key, "expected {max_drop: 0.05}")
+            gates.append(Gate(f"canary drop <= {val['max_drop']}", "canary", metric="canary",
+                              margin=float(val["max_drop"]), baseline=val.get("baseline"), key=key))
+            continue
+        if key == "items":
+            rules = val if isinstance(val, list) else [val]
+            for i, r in enumerate(rules):
+                if not isinstance(r, dict) or "tag" not in r:
+                    bad(f"{key}[{i}]", "expected {tag: NAME, no_worse: true, metric: METRIC (optional)}")
+                gates.append(Gate(f"no item tagged '{r['tag']}' gets worse", "items", metric=r.get("metric"),
+                                  tag=str(r["tag"]), baseline=r.get("baseline"), key=f"{key}[{i}]"))
+            continue
+        info = _metric_info(key)
+        if info is None or (known_metrics is not None and key not in known_metrics):
+            from evaluators.metrics import list_metrics
+
+            names = sorted(known_metrics if known_metrics is not None else list_metrics())
+            bad(key, f"unknown metric '{key}' (known: {', '.join(names)})")
+        hib = bool(getattr(info, "higher_is_better", True))
+        if isinstance(val, bool):
+            bad(key, 'expected a threshold like ">= 0.85", a number, or {min: .., max: .., on: .., no_regression: ..}')
+        if isinstance(val, (int, float)):
+            gates.append(Gate(f"{key} {'>=' if hib else '<='} {val}", "threshold", key, ">=" if hib else "<=",
+                              float(val), key=key))
+            continue
+        if isinstance(val, str):
+            m = _EXPR.match(val)
+            if not m:
+                bad(key, f'cannot read threshold {val!r}; write e.g. ">= 0.85"')
+            t = float(m.group(2)) / (100 if m.group(3) else 1)
+            gates.append(Gate(f"{key} {m.group(1)} {t:g}", "threshold", key, m.group(1), t, key=key))
+            continue
+        if not isinstance(val, dict):
+            bad(key, "expected a threshold string, a number or a mapping")
+        unknown = set(val) - {"min", "max", "on", "no_regression", "baseline", "margin"}
+        if unknown:
+            bad(key, f"unknown key(s) {sorted(unknown)} (min, max, on, no_regression, baseline, margin)")
+        on = val.get("on", "value")
+        if on not in ("value", "lower_bound", "upper_bound"):
+            bad(f"{key}.on", "expected value, lower_bound or upper_bound")
+        for word, op in (("min", ">="), ("max", "<=")):
+            if word in val:
+                try:
+                    t = float(val[word])
+                except (TypeError, ValueError):
+                    bad(f"{key}.{word}", "expected a number")
+                gates.append(Gate(f"{key} {op} {t:g}" + ("" if on == "value" else f" ({on.replace('_', ' ')} of 95% CI)"),
+                                  "threshold", key, op, t, on=on, key=f"{key}.{word}"))
+        nr = val.get("no_regression")
+        if nr:
+            nr = nr if isinstance(nr, dict) else {}
+            margin = float(nr.get("margin", val.get("margin", DEFAULT_MARGIN)))
+            base = nr.get("baseline", val.get("baseline"))
+            gates.append(Gate(f"{key} no worse than {base or 'baseline'} by more than {margin:g}", "regression",
+                              key, margin=margin, baseline=base, key=f"{key}.no_regression"))
+        if not any(w in val for w in ("min", "max", "no_regression")):
+            bad(key, "a mapping needs min, max or no_regression")
+    return gates
+
+
+def _bound(entry: dict, on: str) -> float | None:
+    if on == "value":
+        return entry.get("value")
+    ci = entry.get("ci") or [None, None]
+    return ci[0] if on == "lower_bound" else ci[1]
+
+
+def _paired(base: RunView, cand: RunView, metric: str) -> tuple[list, list, list[str], list[list[str]]]:
+    pos = {i: k for k, i in enumerate(base.item_ids)}
+    a, b, ids, tags = [], [], [], []
+    bs, cs = base.scores.get(metric), cand.scores.get(metric)
+    if bs is None or cs is None:
+        return a, b, ids, tags
+    for k, item in enumerate(cand.item_ids):
+        j = pos.get(item)
+        if j is None or bs[j] is None or cs[k] is None:
+            continue
+        a.append(bs[j])
+        b.append(cs[k])
+        ids.append(item)
+        tags.append(cand.tags[k] if k < len(cand.tags) else [])
+    return a, b, ids, tags
+
+
+def _regression(g: Gate, metric: str, base: RunView, cand: RunView, *, label: str) -> dict:
+    from evaluators.stats import compare, is_binary, min_detectable_effect
+
+    info = _metric_info(metric)
+    hib = bool(getattr(info, "higher_is_better", True)) if info else True
+    a, b, ids, _ = _paired(base, cand, metric)
+    if not a:
+        raise AdviseError(f"eval.gates.{g.key}: no items scored with {metric} by both {base.candidate} and "
+                          f"{cand.candidate}; evaluate both on the same items (advise eval)")
+    kind = getattr(info, "kind", None) if info else None
+    c = compare(metric, a, b, kind=kind if kind in ("binary", "continuous") else None, higher_is_better=hib)
+    lo, hi = c["ci"] if c["ci"] else (c["delta"], c["delta"])
+    worse_bound = hi if hib else -lo  # best case for the candidate, in "higher is better" units
+    failed = worse_bound is not None and worse_bound < -g.margin
+    out = {
+        "observed": round(c["delta"], 4), "ci": [round(lo, 4), round(hi, 4)], "p_value": c["p_value"],
+        "test": c["test"], "n": c["n"], "wins": c["wins"], "losses": c["losses"], "ties": c["ties"],
+        "baseline": base.candidate, "margin": g.margin,
+        "status": FAIL if failed else PASS,
+        "message": (f"{label} {metric} changed by {c['delta']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, "
+                    f"{c['test']} p={c['p_value']:.3g}, n={c['n']}) against {base.candidate}; "
+                    + (f"significantly worse than the allowed margin {g.margin:g}" if failed
+                       else f"not significantly worse than the allowed margin {g.margin:g}")),
+    }
+    # power: could this eval have detected a drop as large as the margin?
+    try:
+        if is_binary(a) and is_binary(b):
+            mde = min_detectable_effect(c["n"], p_base=sum(a) / len(a))
+        else:
+            import numpy as np
+
+            d = np.asarray(b, float) - np.asarray(a, float)
+            sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+            mde = min_detectable_effect(c["n"], sd=sd) if sd > 0 else 0.0
+    except ValueError:
+        mde = None
+    out["min_detectable_effect"] = None if mde is None else round(mde, 4)
+    if mde is None or mde > max(g.margin, 1e-9) and not failed:
+        need = "no difference" if mde is None else f"a difference of {mde:.3f}"
+        out["warning"] = (f"underpowered: with {c['n']} items only {need} can be detected at 80% power, "
+                          f"more than the margin {g.margin:g}; this gate could miss a real regression — add items")
+        if out["status"] == PASS:
+            out["status"] = WARN
+    return out
+
+
+def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
+                   baseline: str | None = None) -> dict:
+    """Check every gate against stored runs. ``candidate`` is gated; ``baseline`` is the default
+    reference of regression, canary and item gates. Returns the result document (``status`` pass/fail)."""
+    if candidate not in runs:
+        raise AdviseError(f"no stored eval results for candidate '{candidate}' (have: {', '.join(sorted(runs)) or 'none'}); "
+                          "run advise eval, or advise gate --eval")
+    cand = runs[candidate]
+    results = []
+    for g in gates:
+        r: dict[str, Any] = {"gate": g.name, "kind": g.kind, "metric": g.metric, "key": g.key}
+        if g.kind == "threshold":
+            entry = cand.metrics.get(g.metric)
+            if entry is None:
+                raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
+                                  f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
+            x = _bound(entry, g.on)
+            if x is None:
+                raise AdviseError(f"eval.gates.{g.key}: {g.metric} of {candidate} has no {g.on.replace('_', ' ')}")
+            ok = _OPS[g.op](x, g.threshold)
+            r.update(status=PASS if ok else FAIL, observed=round(x, 4), threshold=g.threshold, op=g.op, on=g.on,
+                     ci=entry.get("ci"),
+                     message=f"{g.metric} {'' if g.on == 'value' else g.on.replace('_', ' ') + ' '}{x:.4f} "
+                             f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} ({cand.items} items)")
+        elif g.kind in ("regression", "canary"):
+            bname = g.baseline or baseline or DEFAULT_BASELINE
+            if bname not in runs:
+                raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}' "
+                                  f"(have: {', '.join(sorted(runs))})")
+            metric = g.metric if g.kind == "regression" else "canary"
+            if metric not in cand.scores:
+                raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no per-item {metric} scores")
+            r.update(_regression(g, metric, runs[bname], cand, label="canary score" if g.kind == "canary" else ""))
+        elif g.kind == "items":
+            bname = g.baseline or baseline or DEFAULT_BASELINE
+            if bname not in runs:
+                raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}'")
+            metric = g.metric or next(iter(cand.scores), None)
+            if metric is None or metric not in cand.scores:
+                raise AdviseError(f"eval.gates.{g.key}: no per-item scores for {metric} in {candidate}")
+            a, b, ids, tags = _paired(runs[bname], cand, metric)
+            tagged = [(i, x, y) for i, x, y, t in zip(ids, a, b, tags, strict=True) if g.tag in (t or [])]
+            worse = [i for i, x, y in tagged if y < x]
+            r.update(status=FAIL if worse else (WARN if not tagged else PASS), observed=len(worse),
+                     items=len(tagged), worse_items=worse[:50], baseline=bname,
+                     message=(f"{len(worse)} of {len(tagged)} items tagged '{g.tag}' got worse on {metric} than under {bname}"
+                              if tagged else f"no item is tagged '{g.tag}': this rule checked nothing"))
+        results.append(r)
+    failed = [r for r in results if r["status"] == FAIL]
+    return {
+        "status": FAIL if failed else PASS,
+        "candidate": candidate,
+        "candidate_run": cand.run_id,
+        "baseline": baseline or DEFAULT_BASELINE,
+        "items": cand.items,
+        "gates": results,
+        "failed": len(failed),
+        "warnings": [r.get("warning") or r["message"] for r in results if r["status"] == WARN],
+    }

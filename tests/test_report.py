@@ -1,0 +1,87 @@
+"""The report renders self-contained, escaped and readable: checked in a real headless browser."""
+
+import json
+import shutil
+from html import unescape
+from pathlib import Path
+
+from conftest import SAMPLES
+from report_browser import open_in_browser
+
+from advisor.assess import assess
+from advisor.project import load_project
+from advisor.report import render_report, write_report
+
+EVIL = ['<script>alert("x")</script>', "</script><script>alert(1)</script>", '<img src=x onerror="alert(2)">',
+        '<a href="javascript:alert(3)">click</a>', "{{ 7*7 }}"]
+
+
+def synthetic(n_items=40):
+    a = assess(load_project(SAMPLES / "banking77-intents"), use_embeddings=False)
+    a["project"]["task"] = "Route messages " + EVIL[0]
+    a["recommendation"]["reasons"].append("reason with " + EVIL[2])
+    runs = [
+        {"candidate": "base:zero-shot", "items": n_items, "metrics": {"accuracy": {"value": 0.1, "ci": [0.04, 0.2]}}},
+        {"candidate": "base:few-shot", "items": n_items, "metrics": {"accuracy": {"value": 0.3, "ci": [0.2, 0.45]}}},
+        {"candidate": "tuned:lora", "items": n_items, "metrics": {"accuracy": {"value": 0.8, "ci": [0.66, 0.9]}}},
+    ]
+    comparisons = [{"a": "base:zero-shot", "b": "tuned:lora", "metrics": {"accuracy": {
+        "delta": 0.7, "ci": [0.55, 0.82], "p_value": 1e-8, "test": "mcnemar_exact", "wins": 29, "losses": 1, "ties": 10}}}]
+    worse = {"a": "base:zero-shot", "b": "tuned:lora", "total": n_items,
+             "items": [{"input": EVIL[i % len(EVIL)] + f" item {i}", "reference": EVIL[(i + 1) % len(EVIL)],
+                        "a_output": "card_arrival", "b_output": EVIL[(i + 2) % len(EVIL)] + "x" * 3000}
+                       for i in range(n_items)]}
+    return {
+        "project": a["project"] | {"name": "banking77-intents"},
+        "assessment": a,
+        "eval": {"runs": runs, "comparisons": comparisons, "worse": worse,
+                 "canary": {"base:zero-shot": {"value": 0.5, "ci": [0.3, 0.7]}, "tuned:lora": {"value": 0.45, "ci": [0.25, 0.65]}}},
+        "train": {"run_id": "train-1", "method": "lora", "artifact": "/x/" + EVIL[1], "train_tokens": 340000,
+                  "tokens_per_second": 4700.0, "final_loss": 0.21, "peak_memory_mb": 900.0, "wall_seconds": 72.0,
+                  "loss_history": [{"step": s, "loss": 3.0 / (1 + s / 20)} for s in range(0, 200, 5)]},
+        "gate": {"status": "pass", "gates": [{"gate": "accuracy >= 0.6", "status": "pass", "message": "0.8 meets >= 0.6"}]},
+        "repro": {"config": json.dumps({"lr": 1e-3, "note": EVIL[0]}), "command": "advise run sample"},
+        "pipeline": {"notes": ["note " + EVIL[3]]},
+    }
+
+
+def test_report_escapes_everything_and_has_a_strict_csp():
+    html = render_report(synthetic())
+    assert "Content-Security-Policy" in html and "default-src 'none'" in unescape(html)
+    assert "<script" not in html.lower()
+    assert "onerror=" not in html.replace("onerror=&#34;", "")  # only as escaped text
+    assert "&lt;img src=x onerror=" in html
+    assert 'href="javascript:' not in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    assert "{{ 7*7 }}" in html or "{{ 7*7 }}".replace("{", "&#123;") in html
+
+
+def test_report_under_1mb_for_1000_items(tmp_path):
+    out = write_report(synthetic(1000), tmp_path / "report.html")
+    assert out.stat().st_size < 1_000_000
+
+
+def test_report_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    page = open_in_browser(write_report(synthetic(), tmp_path / "report.html"), tmp_path / "shot.png")
+    shutil.copy(tmp_path / "shot.png", "/tmp/advise-report-shot.png") if Path("/tmp").is_dir() else None
+    assert page["dialogs"] == [] and page["page_errors"] == []
+    assert [c for c in page["console"] if c[0] in ("error", "warning")] == []
+    assert page["requests"] == [(tmp_path / "report.html").resolve().as_uri()]
+    assert page["scripts"] == 0 and page["images"] == 0 and page["js_links"] == 0
+    assert page["svgs"] >= 3  # results, loss curve, token histogram, labels
+    text = page["text"]
+    assert '<script>alert("x")</script>' in text and '<img src=x onerror="alert(2)">' in text
+    assert "LORA" in text and "Blockers" in text and "built-in method" not in text
+    img = Image.open(tmp_path / "shot.png").convert("RGB")
+    assert img.width == 1280 and img.height > 2000
+    # the verdict box is drawn: its green border colour (#1a7f37) is on the screenshot
+    top = img.crop((0, 0, img.width, 600))
+    colours = top.getcolors(maxcolors=1 << 24)
+    assert any(abs(r - 0x1A) < 8 and abs(g - 0x7F) < 8 and abs(b - 0x37) < 8 for _, (r, g, b) in colours)
+
+
+def test_report_fits_a_phone_screen(tmp_path):
+    page = open_in_browser(write_report(synthetic(), tmp_path / "report.html"), tmp_path / "phone.png", width=390)
+    assert page["scroll_width"] <= 400  # no page-wide horizontal scrolling; wide tables scroll in place
