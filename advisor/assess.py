@@ -143,6 +143,57 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
     }
 
 
+def inputs_hash(project: Project) -> str:
+    """Everything an assessment depends on: project.yaml, data and docs contents, rubrics, version."""
+    from advisor.docs import DOC_SUFFIXES
+    from advisor.store import file_hash, stable_hash
+
+    parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(project.root)}
+    for key in ("train", "eval"):
+        p = project.data_path(key)
+        parts[key] = file_hash(p) if p is not None and p.is_file() else None
+    docs = project.data_path("docs")
+    if docs is not None and docs.is_dir():
+        parts["docs"] = {str(f.relative_to(docs)): file_hash(f) for f in sorted(docs.rglob("*"))
+                         if f.is_file() and f.suffix.lower() in DOC_SUFFIXES}
+    for name in ("decision", "data_checks"):
+        parts[f"rubric:{name}"] = stable_hash(load_rubric(name, project.root))
+    bm = project.base_model_dir()
+    if bm is not None and (bm / "config.json").is_file():
+        parts["base_model_config"] = file_hash(bm / "config.json")
+    return stable_hash(parts)
+
+
+def assess_and_store(project: Project, *, use_embeddings: bool = True, command: str | None = None) -> tuple[dict, str | None]:
+    """Assess, and record the result in the project's run store (reused when inputs are unchanged).
+
+    Returns (assessment, run id). A store that cannot be written (read-only project) is not an
+    error for assess: the assessment is still returned, with run id None.
+    """
+    from advisor.store import Store
+
+    h = inputs_hash(project)
+    try:
+        store = Store.for_project(project)
+    except (AdviseError, OSError):
+        return assess(project, use_embeddings=use_embeddings), None
+    try:
+        cached = store.latest_run("assess", inputs_hash=h, name="embeddings" if use_embeddings else "plain")
+        if cached and cached.get("result"):
+            return cached["result"], cached["id"]
+        run_id = store.start_run("assess", name="embeddings" if use_embeddings else "plain", inputs_hash=h,
+                                 command=command)
+        try:
+            result = assess(project, use_embeddings=use_embeddings)
+        except BaseException as e:
+            store.finish_run(run_id, "failed", error=str(e)[:500])
+            raise
+        store.finish_run(run_id, "done", result=result)
+        return result, run_id
+    finally:
+        store.close()
+
+
 def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict) -> dict:
     from advisor.estimate import estimate
 

@@ -99,11 +99,11 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
 
     Exit status 0 when an assessment was made (whatever it recommends), 2 when it could not be made.
     """
-    from advisor.assess import assess as run_assess
+    from advisor.assess import assess_and_store
     from advisor.project import load_project
 
     project = load_project(project_dir)
-    result = run_assess(project, use_embeddings=not no_embeddings)
+    result, _ = assess_and_store(project, use_embeddings=not no_embeddings, command=" ".join(sys.argv))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -114,3 +114,20 @@ def test_help_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'transformers', 'pydantic', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_assessment_is_stored_and_reused_until_inputs_change(make_project):
+    from advisor.store import Store
+
+    recs = [chat(f"message {i} about topic {i % 7}", f"label_{i % 4}") for i in range(250)]
+    root = make_project(recs)
+    first = assess(root)
+    store = Store(root / ".advise" / "store.sqlite")
+    runs = store.list_runs("assess")
+    assert len(runs) == 1 and runs[0]["status"] == "done" and runs[0]["result"]["recommendation"] == first["recommendation"]
+    assess(root)
+    assert len(store.list_runs("assess")) == 1  # unchanged inputs: the stored assessment is reused
+    with open(root / "data" / "train.jsonl", "a") as fh:
+        fh.write('{"messages": [}\n')
+    again = assess(root)
+    assert again["data"]["train"]["invalid"] == 1 and len(store.list_runs("assess")) == 2
