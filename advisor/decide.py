@@ -116,12 +116,20 @@ def decide(f: Facts, rubric: dict) -> dict:
     if not f.has_docs:
         b.fire("no_docs", "no docs/ directory: retrieval has nothing to retrieve")
     hw = (f.hardware or "").strip().lower()
+    cpu_max = b.th("cpu_training_max_hours")
+    on_cpu = {m for m in TRAINING if (f.estimates.get(m) or {}).get("cpu_hours") is not None
+              and f.estimates[m]["cpu_hours"] <= cpu_max}
     if hw in ("none", "cpu", "0", "no gpu"):
-        b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)")
+        if on_cpu:
+            cpu = f.estimates.get("lora", {}).get("cpu_hours")
+            b.reasons["lora"].append((0.0, f"no GPU, but the model is small: training runs on this CPU in "
+                                           f"{_duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
+        b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)",
+               only=tuple(m for m in TRAINING if m not in on_cpu))
 
     for m in TRAINING:
         est = f.estimates.get(m)
-        if not est:
+        if not est or m in on_cpu:
             continue
         if est.get("within_budget") is False:
             b.fire("over_budget", f"{m}: estimated ${est.get('cost_usd', 0):,.0f} > budget ${f.budget_usd:,.0f}", only=(m,))
@@ -154,7 +162,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         c = min(c, 0.5)
     c = max(value(rubric, "confidence", "min"), min(value(rubric, "confidence", "max"), c))
 
-    reasons = [txt for p, txt in sorted(b.reasons[method], key=lambda t: -t[0]) if p > 0]
+    reasons = [txt for p, txt in sorted(b.reasons[method], key=lambda t: -t[0]) if p > 0 or (p == 0 and txt)]
     if overridden:
         reasons.insert(0, f"method set in project.yaml: {method} (the rules would pick {best}, "
                           f"{b.score[best]:.1f} points against {b.score[method]:.1f})")
@@ -174,7 +182,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         why += f" ({b.score[m]:.1f} points against {b.score[method]:.1f})"
         alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
 
-    blockers = _blockers(f, method, b)
+    blockers = _blockers(f, method, b, on_cpu)
     return {
         "method": method,
         "variant": "qlora" if method == "lora" and f.estimates.get("lora", {}).get("suggest") == "qlora" else (
@@ -187,6 +195,12 @@ def decide(f: Facts, rubric: dict) -> dict:
         "scores": {m: round(s, 2) for m, s in b.score.items()},
         "rules_fired": b.fired,
     }
+
+
+def _duration(hours: float) -> str:
+    if hours < 1 / 60:
+        return "under a minute"
+    return f"about {hours * 60:.0f} minutes" if hours < 2 else f"about {hours:.1f} hours"
 
 
 def _why_not(m: str, f: Facts, b: _Board) -> str:
@@ -207,7 +221,7 @@ def _why_not(m: str, f: Facts, b: _Board) -> str:
     return "fewer points"
 
 
-def _blockers(f: Facts, method: str, b: _Board) -> list[str]:
+def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
     out = []
     if f.eval_examples and f.leaked_eval / f.eval_examples > b.th("max_leaked_eval_share"):
         out.append(f"{f.leaked_eval} of {f.eval_examples} eval examples also appear in train ({f.leak_detail}): "
@@ -233,6 +247,8 @@ def _blockers(f: Facts, method: str, b: _Board) -> list[str]:
             out.append(f"only {n} train examples: too few for {method} (< {b.th('min_examples_finetune')}, "
                        f"{b.th_src('min_examples_finetune')})")
         est = f.estimates.get(method) or {}
+        if method in on_cpu:
+            est = {}
         if est.get("within_budget") is False:
             out.append(f"{method} is estimated at ${est.get('cost_usd', 0):,.0f}, over the budget of ${f.budget_usd:,.0f}")
         if est.get("fits") is False and est.get("suggest") != "qlora":

@@ -70,3 +70,13 @@ def test_confidence_grows_with_margin_and_falls_with_invalid_records():
     close = decide(facts(train_examples=210, knowledge_score=0.5), R)["confidence"]
     assert clear > messy and clear > close
     assert 0.1 <= close <= 0.95
+
+
+def test_no_gpu_but_a_small_model_trains_on_cpu():
+    tiny = {m: {"method": m, "fits": False, "cpu_hours": 0.01, "memory_gb": 1.1} for m in ("lora", "full", "rlhf")}
+    d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=tiny), R)
+    assert d["method"] == "lora" and d["blockers"] == []
+    assert any("training runs on this CPU in under a minute" in r for r in d["reasons"])
+    big = {m: {"method": m, "fits": False, "cpu_hours": 900.0, "memory_gb": 60} for m in ("lora", "full", "rlhf")}
+    d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=big, method_override="lora"), R)
+    assert any("does not fit none" in b for b in d["blockers"])
