@@ -42,6 +42,7 @@ class RunView:
     scores: dict[str, list] = field(default_factory=dict)  # name -> per-item scores (aligned with item_ids)
     tags: list[list[str]] = field(default_factory=list)
     run_id: str | None = None
+    canary_ids: list[str] = field(default_factory=list)  # items of the ``canary`` scores
 
 
 @dataclass
@@ -145,6 +146,9 @@ def _bound(entry: dict, on: str) -> float | None:
 
 
 def _paired(base: RunView, cand: RunView, metric: str) -> tuple[list, list, list[str], list[list[str]]]:
+    if metric == "canary" and cand.canary_ids:
+        base = RunView(base.candidate, 0, {}, base.canary_ids, base.scores)
+        cand = RunView(cand.candidate, 0, {}, cand.canary_ids, cand.scores)
     pos = {i: k for k, i in enumerate(base.item_ids)}
     a, b, ids, tags = [], [], [], []
     bs, cs = base.scores.get(metric), cand.scores.get(metric)
@@ -198,12 +202,15 @@ def _regression(g: Gate, metric: str, base: RunView, cand: RunView, *, label: st
     except ValueError:
         mde = None
     out["min_detectable_effect"] = None if mde is None else round(mde, 4)
-    if mde is None or mde > max(g.margin, 1e-9) and not failed:
-        need = "no difference" if mde is None else f"a difference of {mde:.3f}"
-        out["warning"] = (f"underpowered: with {c['n']} items only {need} can be detected at 80% power, "
-                          f"more than the margin {g.margin:g}; this gate could miss a real regression — add items")
-        if out["status"] == PASS:
-            out["status"] = WARN
+    # a pass is only reassuring when the interval rules out a regression larger than the margin;
+    # otherwise the eval had too few items to tell (power estimate in the message)
+    inconclusive = not failed and lo is not None and (lo if hib else -hi) < -g.margin
+    if inconclusive:
+        detect = (f"the smallest difference it detects at 80% power is {mde:.3f}" if mde is not None
+                  else "no difference of this size is detectable")
+        out["warning"] = (f"underpowered: with {c['n']} items the 95% interval ({lo:+.3f} to {hi:+.3f}) cannot rule "
+                          f"out a regression larger than the margin {g.margin:g}; {detect} — add items")
+        out["status"] = WARN
     return out
 
 
@@ -266,3 +273,52 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
         "failed": len(failed),
         "warnings": [r.get("warning") or r["message"] for r in results if r["status"] == WARN],
     }
+
+
+def _stem(candidate: str) -> str:
+    """'base:few-shot' -> 'base'; 'tuned:lora' -> 'tuned:lora'; 'tuned:lora:rag' -> 'tuned:lora'."""
+    if candidate.startswith("base:"):
+        return "base"
+    parts = candidate.split(":")
+    return ":".join(parts[:2])
+
+
+def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None = None) -> dict[str, RunView]:
+    """RunViews of every candidate of a stored ``advise eval`` result (``kind='eval_summary'``), with
+    per-item scores read from each candidate's stored run; canary scores are attached as metric
+    ``canary`` to the candidates of the same model."""
+    tags_by_item = tags_by_item or {}
+
+    def per_item_run(run_id: str | None, who: str) -> dict:
+        run = store.get_run(run_id) if run_id else None
+        res = (run or {}).get("result") or {}
+        if "per_item" not in res:
+            raise AdviseError(f"the stored eval run of {who} has no per-item scores (written by an older advise?); "
+                              "re-run advise eval", file=store.path)
+        return res
+
+    views: dict[str, RunView] = {}
+    for r in summary.get("runs") or []:
+        res = per_item_run(r.get("run_id"), r["candidate"])
+        rows = res["per_item"]
+        ids = [row["item"] for row in rows]
+        scores: dict[str, list] = {}
+        for m in r.get("metrics") or {}:
+            scores[m] = [(row.get("scores") or {}).get(m) for row in rows]
+        views[r["candidate"]] = RunView(r["candidate"], r["items"], r.get("metrics") or {}, ids, scores,
+                                        [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"))
+    canary = summary.get("canary") or {}
+    headline = (canary.get("metrics") or [None])[0]
+    for cr in canary.get("runs") or []:
+        if headline is None:
+            break
+        res = per_item_run(cr.get("run_id"), f"canary of {cr['candidate']}")
+        cs = [(row.get("scores") or {}).get(headline) for row in res["per_item"]]
+        cids = [row["item"] for row in res["per_item"]]
+        for name, v in views.items():
+            if _stem(name) == cr["candidate"]:
+                v.scores["canary"] = cs
+                v.metrics.setdefault("canary", cr["metrics"].get(headline, {}))
+                v.canary_ids = cids
+    # canary scores are aligned on canary items, not eval items: give canary gates their own ids
+    return views

@@ -1,0 +1,100 @@
+"""``advise gate``: fail a CI build when the tuned model misses its thresholds or regresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from advisor.cli import guard
+
+
+@click.command("gate")
+@click.argument("project_dir", type=click.Path(path_type=Path), default=".")
+@click.option("--candidate", help="Candidate to gate (default: the newest tuned candidate in the results).")
+@click.option("--baseline", help="Default baseline of regression, canary and item gates (default: base:zero-shot).")
+@click.option("--eval", "run_eval_first", is_flag=True,
+              help="Evaluate first where the store holds no results for the current data and model.")
+@click.option("--junit-xml", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per gate).")
+@click.option("--summary-md", type=click.Path(path_type=Path), help="Write a Markdown summary "
+              "(also appended to $GITHUB_STEP_SUMMARY when set).")
+@click.option("--json", "as_json", is_flag=True, help="Print the gate results as JSON on stdout.")
+@guard
+def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run_eval_first: bool,
+             junit_xml: Path | None, summary_md: Path | None, as_json: bool):
+    """Check the gates of PROJECT_DIR's project.yaml against its stored eval results.
+
+    \b
+    Exit codes: 0 every gate passed, 1 a gate failed, 2 usage or input error
+    (unknown metric, missing baseline or results, unreadable project or store).
+    """
+    from advisor.errors import AdviseError
+    from advisor.project import load_project
+    from advisor.store import Store
+    from evaluators.gate_output import junit_xml as to_junit
+    from evaluators.gate_output import markdown, print_table
+    from evaluators.gates import evaluate_gates, load_views, parse_gates
+
+    project = load_project(project_dir)
+    gates = parse_gates(project.eval.gates, file=str(project.project_file))
+    if not gates:
+        raise AdviseError("no gates: add eval.gates to project.yaml (see docs/ci.md)", file=project.project_file)
+    if not project.store_dir.joinpath("store.sqlite").is_file() and not run_eval_first:
+        raise AdviseError("no run store: run advise eval first, or advise gate --eval", file=project.store_dir)
+    store = Store.for_project(project)
+    try:
+        from evaluators.runner import run_eval, stored_results
+
+        summary = stored_results(project, store)
+        if summary is None:
+            if not run_eval_first:
+                raise AdviseError("no stored eval results for the current eval data: run advise eval, or "
+                                  "advise gate --eval", file=store.path)
+            summary = run_eval(project, store=store, progress=sys.stderr.isatty())
+        views = load_views(store, summary, _tags(project))
+        if candidate is None:
+            tuned = [n for n in views if n.startswith("tuned:")]
+            if not tuned:
+                raise AdviseError("the stored eval results have no tuned candidate: train first, or name one with "
+                                  f"--candidate (have: {', '.join(sorted(views))})", file=store.path)
+            candidate = tuned[0]
+        result = evaluate_gates(gates, views, candidate, baseline)
+        gate_run = store.start_run("gate", name=candidate, config={"gates": project.eval.gates, "baseline": baseline},
+                                   inputs_hash=summary.get("data", {}).get("hash"), command=" ".join(sys.argv))
+        store.finish_run(gate_run, "done", result)
+    finally:
+        store.close()
+
+    suite = project.name
+    if junit_xml:
+        junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        junit_xml.write_text(to_junit(result, suite), encoding="utf-8")
+    md = markdown(result, suite)
+    if summary_md:
+        summary_md.parent.mkdir(parents=True, exist_ok=True)
+        summary_md.write_text(md, encoding="utf-8")
+    gh = os.environ.get("GITHUB_STEP_SUMMARY")
+    if gh:
+        with open(gh, "a", encoding="utf-8") as fh:
+            fh.write(md)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        print_table(result, suite)
+    sys.exit(0 if result["status"] == "pass" else 1)
+
+
+def _tags(project) -> dict[str, list[str]]:
+    """item hash -> tags (an eval record's ``tags`` key), for item-level gates."""
+    from advisor.dataset import item_hash, load_project_data
+
+    data = load_project_data(project)
+    out = {}
+    for rec in data.eval:
+        t = (rec.extra or {}).get("tags")
+        if t:
+            out[item_hash(rec)] = [str(x) for x in (t if isinstance(t, list) else [t])]
+    return out

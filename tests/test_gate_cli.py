@@ -1,0 +1,183 @@
+"""advise gate end to end on real stored runs: a tiny local base model and an OpenAI-compatible
+"oracle" server on loopback are evaluated for real (advise eval), then every gate outcome is checked
+through the CLI: pass, fail on threshold, fail on regression, underpowered warning, usage errors."""
+
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import eval_fixtures
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import REPO
+
+from advisor.cli import main
+
+tiny_model_dir = eval_fixtures.tiny_model_dir
+ORACLE, BASE = "endpoint:oracle:zero-shot", "base:zero-shot"
+
+
+class Oracle:
+    """Answers each eval message with its true label, except every 10th distinct message (90% right)."""
+
+    def __init__(self, truth: dict[str, str]):
+        self.truth = truth
+        self.wrong = {m for k, m in enumerate(sorted(truth)) if k % 10 == 0}
+        self.wrong_few_shot = {m for k, m in enumerate(sorted(truth)) if k % 10 == 5}
+
+    def answer(self, body: dict) -> str:
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        user = users[-1].strip()
+        label = self.truth.get(user, "unknown")
+        # few-shot prompts (several user turns) get a different 10% wrong: same accuracy, other items
+        wrong = self.wrong_few_shot if len(users) > 1 else self.wrong
+        if user not in wrong:
+            return label
+        return "card_arrival" if label != "card_arrival" else "exchange_rate"
+
+
+@pytest.fixture(scope="module")
+def oracle_url(tmp_path_factory):
+    truth = {}
+    for line in (eval_fixtures.SAMPLE / "data" / "eval.jsonl").read_text().splitlines():
+        msgs = json.loads(line)["messages"]
+        truth[[m["content"] for m in msgs if m["role"] == "user"][-1].strip()] = msgs[-1]["content"]
+    oracle = Oracle(truth)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model"),
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": oracle.answer(body)}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, tiny_model_dir, oracle_url):
+    """A project with real stored eval runs: base:zero-shot (tiny model) and endpoint:oracle:zero-shot."""
+    root = eval_fixtures.copy_project(tmp_path_factory.mktemp("gate") / "ticket", tiny_model_dir)
+    r = CliRunner().invoke(main, ["eval", str(root), "--strategy", "zero-shot", "--strategy", "few-shot",
+                                  "--endpoint", oracle_url, "--endpoint-model", "oracle", "--candidate",
+                                  "base:zero-shot", "--candidate", "endpoint:*", "--canary", "none", "--json"])
+    assert r.exit_code == 0, r.stderr
+    runs = {x["candidate"]: x for x in json.loads(r.stdout)["runs"]}
+    assert runs["endpoint:oracle:zero-shot"]["metrics"]["accuracy"]["value"] >= 0.85
+    assert runs["base:zero-shot"]["metrics"]["accuracy"]["value"] <= 0.3
+    return root
+
+
+def with_gates(root, gates):
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg["eval"]["gates"] = gates
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def gate(root, *args, env=None):
+    return CliRunner(env=env).invoke(main, ["gate", str(root), *args])
+
+
+
+
+def test_pass_writes_junit_markdown_and_step_summary(evaluated, tmp_path):
+    with_gates(evaluated, {"accuracy": {"min": 0.8, "no_regression": {"baseline": BASE, "margin": 0.05}}})
+    step = tmp_path / "step.md"
+    r = gate(evaluated, "--candidate", ORACLE, "--junit-xml", str(tmp_path / "g.xml"), "--summary-md",
+             str(tmp_path / "g.md"), "--json", env={"GITHUB_STEP_SUMMARY": str(step)})
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["status"] == "pass" and [g["status"] for g in out["gates"]] == ["pass", "pass"]
+    assert out["gates"][1]["wins"] > 50 and out["gates"][1]["test"] == "mcnemar_exact"
+    assert "✅ PASS" in (tmp_path / "g.md").read_text() and "✅ PASS" in step.read_text()
+    lxml = pytest.importorskip("lxml.etree")
+    schema = lxml.XMLSchema(lxml.parse(str(REPO / "tests" / "data" / "junit.xsd")))
+    schema.assertValid(lxml.parse(str(tmp_path / "g.xml")))
+
+
+def test_fail_on_threshold_exits_1_with_the_numbers(evaluated, tmp_path):
+    with_gates(evaluated, {"accuracy": ">= 0.95"})
+    r = gate(evaluated, "--candidate", ORACLE, "--junit-xml", str(tmp_path / "g.xml"))
+    assert r.exit_code == 1
+    assert "FAIL" in r.stdout and "misses >= 0.95" in r.stdout
+    xml = (tmp_path / "g.xml").read_text()
+    assert 'failures="1"' in xml and "observed: 0.9" in xml
+
+
+def test_fail_on_regression_is_significant_not_a_dip(evaluated):
+    with_gates(evaluated, {"accuracy": {"no_regression": {"baseline": ORACLE, "margin": 0.02}}})
+    r = gate(evaluated, "--candidate", BASE, "--json")
+    assert r.exit_code == 1
+    g = json.loads(r.stdout)["gates"][0]
+    assert g["status"] == "fail" and g["p_value"] < 0.001 and g["ci"][1] < -0.02
+
+
+def test_underpowered_gate_warns_but_passes(evaluated):
+    # few-shot and zero-shot oracles are both 90% right, on different items: delta 0, but 100 items
+    # cannot rule out a 2-point regression
+    with_gates(evaluated, {"accuracy": {"no_regression": {"baseline": ORACLE, "margin": 0.02}}})
+    r = gate(evaluated, "--candidate", "endpoint:oracle:few-shot", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    g = out["gates"][0]
+    assert g["status"] == "warn" and g["observed"] == 0.0 and g["losses"] == 10 and g["wins"] == 10
+    assert "underpowered" in out["warnings"][0] and g["min_detectable_effect"] > 0.02
+
+
+@pytest.mark.parametrize("gates,args,msg", [
+    ({"acuracy": ">= 0.8"}, [], "eval.gates.acuracy: unknown metric 'acuracy'"),
+    ({"accuracy": {"no_regression": True}}, ["--candidate", ORACLE, "--baseline", "base:rag"],
+     "no stored eval results for baseline 'base:rag'"),
+    ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "no stored eval results for candidate 'tuned:nothing'"),
+    ({"accuracy": ">= 0.8"}, [], "the stored eval results have no tuned candidate"),
+])
+def test_usage_and_input_errors_exit_2(evaluated, gates, args, msg):
+    with_gates(evaluated, gates)
+    r = gate(evaluated, *args)
+    assert r.exit_code == 2, r.output
+    assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_store_from_an_older_version_is_an_error_not_a_pass(evaluated, tmp_path):
+    import shutil
+    import sqlite3
+
+    old = tmp_path / "old"
+    shutil.copytree(evaluated, old)
+    db = sqlite3.connect(old / ".advise" / "store.sqlite")
+    for rid, res in db.execute("SELECT id, result FROM runs WHERE kind='eval'").fetchall():
+        d = json.loads(res)
+        d.pop("per_item", None)
+        db.execute("UPDATE runs SET result=? WHERE id=?", (json.dumps(d), rid))
+    db.commit()
+    db.close()
+    with_gates(old, {"accuracy": ">= 0.5"})
+    r = gate(old, "--candidate", ORACLE)
+    assert r.exit_code == 2 and "older advise" in r.stderr
+
+
+def test_the_any_ci_recipe_from_the_docs(evaluated, tmp_path):
+    recipe = (REPO / "docs" / "ci.md").read_text().split("## Any other CI (a tested recipe)")[1]
+    script = recipe.split("```bash")[1].split("```")[0]
+    script = script.replace("advise gate my-project", f"advise gate {evaluated} --candidate {ORACLE}")
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    with_gates(evaluated, {"accuracy": ">= 0.8"})
+    ok = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "gates passed" in ok.stdout, ok.stdout + ok.stderr
+    with_gates(evaluated, {"accuracy": ">= 0.99"})
+    bad = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "gates failed" in bad.stdout and (tmp_path / "gate.md").is_file()
