@@ -709,7 +709,10 @@ def estimate(
     mfu = float(_const("compute", "mfu"))
     mfu_low = float(_hw_table()["compute"]["mfu"]["low"])
     eff = 1.0 if timing_count == 1 else float(_const("compute", "scaling_efficiency"))
-    cpu_tflops = float(_hw_table()["cpu"]["effective_tflops"])
+    cpu = _hw_table()["cpu"]
+    # scaled to the cores of the machine that will train (this one: training on CPU happens here)
+    cores = os.cpu_count() or int(cpu["assumed_cores"])
+    cpu_tflops = float(cpu["effective_tflops"]) * min(cores, int(cpu["assumed_cores"])) / int(cpu["assumed_cores"])
 
     train_tokens = train_tokens_per_epoch * epochs
     pref_per_epoch = (2 * train_tokens_per_epoch if preference_tokens_per_epoch is None

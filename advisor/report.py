@@ -88,9 +88,10 @@ def render_report(data: dict) -> str:
         est = next((e for e in a["estimate"].get("methods", []) if e["method"] == train.get("estimate_method", train.get("method"))), None)
         if est is not None:
             est = dict(est)
-            wh = est.get("wall_hours")
-            est["wall_text"] = "–" if wh is None else (f"{wh * 3600:.0f} s" if wh < 1 else f"{wh:.1f} h") + (
-                f" on {a['estimate'].get('hardware', {}).get('description', '')}")
+            wh, where = est.get("wall_hours"), a["estimate"].get("hardware", {}).get("description", "")
+            if est.get("cpu_hours") is not None and a["estimate"].get("hardware", {}).get("kind") != "gpu":
+                wh, where = est["cpu_hours"], "this CPU (order of magnitude)"
+            est["wall_text"] = "–" if wh is None else (f"{wh * 3600:.0f} s" if wh < 1 else f"{wh:.1f} h") + f" on {where}"
     return env.get_template("report.html.jinja").render(
         csp=CSP, css=css, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         project=data.get("project") or {}, assessment=a or None, eval=ev or None, train=train,

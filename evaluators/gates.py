@@ -305,7 +305,7 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
         scores: dict[str, list] = {}
         for m in r.get("metrics") or {}:
             scores[m] = [(row.get("scores") or {}).get(m) for row in rows]
-        views[r["candidate"]] = RunView(r["candidate"], r["items"], r.get("metrics") or {}, ids, scores,
+        views[r["candidate"]] = RunView(r["candidate"], r["items"], dict(r.get("metrics") or {}), ids, scores,
                                         [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"))
     canary = summary.get("canary") or {}
     headline = (canary.get("metrics") or [None])[0]

@@ -1,0 +1,60 @@
+"""``advise run`` (the whole journey) and ``advise report`` (the HTML report from the run store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from advisor.cli import guard
+from advisor.pipeline import STAGES
+
+
+@click.command("run")
+@click.argument("project_dir", type=click.Path(path_type=Path), default=".")
+@click.option("--method", default=None, help="Override the recommended method (lora, full, rlhf, or a plugin name).")
+@click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and its cost estimate; run nothing.")
+@click.option("--ignore-blockers", is_flag=True, help="Go on although the assessment found blockers.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the report here (default PROJECT_DIR/.advise/report.html).")
+@click.option("--json", "as_json", is_flag=True, help="Print the pipeline result as JSON.")
+@guard
+def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_json):
+    """Assess, evaluate the baselines, train the recommended method, evaluate the tuned model,
+    compare and write the HTML report. Stages whose stored results are still valid are skipped."""
+    from advisor.pipeline import run_pipeline
+
+    res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run, ignore_blockers=ignore_blockers,
+                       out=out)
+    if as_json:
+        click.echo(json.dumps(res.to_dict(), indent=2, default=str))
+        return
+    if dry_run:
+        p = res.plan
+        e = p["estimate"]
+        click.echo(f"plan: {' -> '.join(p['stages'])} (method {p['method']})")
+        for k, v in e.items():
+            if v is not None:
+                click.echo(f"  {k}: {v}")
+        for n in res.notes:
+            click.echo(f"note: {n}")
+        return
+    for s, what in res.stages.items():
+        click.echo(f"{s:<9} {what}")
+    for n in res.notes:
+        click.echo(f"note: {n}")
+    click.echo(res.report)
+
+
+@click.command("report")
+@click.argument("project_dir", type=click.Path(path_type=Path), default=".")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the report here (default PROJECT_DIR/.advise/report.html).")
+@guard
+def report_cmd(project_dir: Path, out):
+    """Render the HTML report of PROJECT_DIR from what the run store holds (no model calls)."""
+    from advisor.pipeline import report_only
+
+    click.echo(report_only(project_dir, out))

@@ -1,0 +1,171 @@
+"""``advise run``: assess -> baseline evals -> training -> tuned eval -> comparison -> report.
+
+Each stage reads and writes the run store, and is skipped when its stored result is still valid:
+the assessment and the eval items are cached by the hash of their inputs, and a finished training
+run with the same inputs (plugin, config, base model, data hashes) is reused; an interrupted one is
+resumed from its last checkpoint. When the verdict is prompting or RAG nothing is trained and the
+report compares the strategies; when the assessment found blockers the run stops before spending
+compute (unless ``ignore_blockers``) and the report says why.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advisor.errors import AdviseError
+
+STAGES = ("assess", "baseline", "train", "tuned", "report")
+TRAINING_METHODS = {"lora", "full", "rlhf", "qlora", "dpo", "classifier", "prompt_tuning"}
+
+
+@dataclass
+class PipelineResult:
+    status: str  # done | blocked | stopped | planned
+    method: str
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> ran | skipped (why) | not run
+    notes: list[str] = field(default_factory=list)
+    report: str | None = None
+    plan: dict | None = None
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _say(msg: str) -> None:
+    print(f"advise: {msg}", file=sys.stderr, flush=True)
+
+
+def _plan(assessment: dict, method: str, trains: bool, until: str | None) -> dict:
+    est = {e["method"]: e for e in (assessment.get("estimate") or {}).get("methods", [])}
+    key = {"dpo": "rlhf", "qlora": "lora", "classifier": "lora", "prompt_tuning": "lora"}.get(method, method)
+    e = est.get(key, {})
+    stop = STAGES.index(until) if until else len(STAGES) - 1
+    stages = []
+    for i, s in enumerate(STAGES):
+        if i > stop:
+            break
+        if s in ("train", "tuned") and not trains:
+            continue
+        stages.append(s)
+    return {"method": method, "stages": stages, "estimate": {k: e.get(k) for k in (
+        "train_tokens", "gpu_hours", "wall_hours", "cost_usd", "memory_gb", "fits", "cpu_hours", "fits_note")}}
+
+
+def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | None = None, dry_run: bool = False,
+                 ignore_blockers: bool = False, out: Path | None = None, progress: bool = True) -> PipelineResult:
+    from advisor.assess import assess_and_store
+    from advisor.project import load_project
+
+    if until is not None and until not in STAGES:
+        raise AdviseError(f"--until {until}: expected one of {', '.join(STAGES)}")
+    project = load_project(project_dir)
+    command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
+    docs = project.data_path("docs")
+    assessment, _ = assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command=command)
+    rec = assessment["recommendation"]
+    chosen = method or rec["method"]
+    trains = chosen in TRAINING_METHODS
+    result = PipelineResult("done", chosen, {"assess": "ran"})
+    result.plan = _plan(assessment, chosen, trains, until)
+    if not trains:
+        result.notes.append(
+            f"The verdict is {chosen}: no training is worth it for this project ({'; '.join(rec['reasons'][:2])}). "
+            "The report compares the prompt strategies instead.")
+    if dry_run:
+        result.status = "planned"
+        return result
+
+    report_path = out or (project.store_dir / "report.html")
+    blocked = rec["blockers"] and not ignore_blockers
+    if rec["blockers"] and ignore_blockers:
+        result.notes.append("Blockers were found and ignored (--ignore-blockers): " + "; ".join(rec["blockers"]))
+    if blocked:
+        result.status = "blocked"
+        result.notes.append("Stopped before spending compute: the assessment found blockers (listed below). "
+                            "Fix them, or run again with --ignore-blockers.")
+        for s in STAGES[1:-1]:
+            result.stages[s] = "not run (blockers)"
+    elif until == "assess":
+        result.status = "stopped"
+    else:
+        _evaluate(project, result, "baseline", candidates=["base:*"], progress=progress)
+        if until != "baseline":
+            if trains:
+                _train(project, chosen, result)
+                if until != "train":
+                    _evaluate(project, result, "tuned", candidates=None, progress=progress)
+            else:
+                result.stages["train"] = f"skipped (verdict {chosen})"
+        result.status = "done" if until in (None, "report") else "stopped"
+    result.report = str(_report(project, report_path, result))
+    result.stages["report"] = "ran"
+    return result
+
+
+def _evaluate(project, result: PipelineResult, stage: str, *, candidates, progress: bool) -> None:
+    from evaluators.runner import run_eval
+
+    _say(f"{stage} eval")
+    if not project.base_model:
+        raise AdviseError("base_model is required to evaluate and train", file=project.project_file)
+    ev = run_eval(project, candidates=candidates, progress=progress and sys.stderr.isatty())
+    computed = sum(r.get("computed", 0) for r in ev["runs"])
+    result.stages[stage] = "ran" if computed else "skipped (all items cached)"
+
+
+def _train(project, method: str, result: PipelineResult) -> None:
+    from advisor.store import Store
+    from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
+
+    plan = plan_new(project.root, method=method)
+    store = Store.for_project(project)
+    try:
+        done = store.latest_run("train", inputs_hash=plan.request["inputs_hash"])
+        unfinished = next((r for r in store.list_runs("train")
+                           if r["inputs_hash"] == plan.request["inputs_hash"] and r["status"] in ("running", "interrupted", "failed")
+                           and (project.store_dir / "runs" / r["id"] / "checkpoints").is_dir()), None)
+    finally:
+        store.close()
+    if done:
+        _say(f"training skipped: run {done['id']} already trained {method} on the same data and config")
+        result.stages["train"] = f"skipped (run {done['id']} is still valid)"
+        return
+    if unfinished:
+        _say(f"resuming interrupted training run {unfinished['id']}")
+        try:
+            plan = plan_resume(project.root, unfinished["id"])
+        except AdviseError as e:
+            _say(f"cannot resume {unfinished['id']} ({e.message}); starting a new run")
+    _say(f"training {plan.plugin.name}")
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        execute(plan, progress=TerminalProgress(), command="advise run")
+    result.stages["train"] = "ran (resumed)" if plan.resume else "ran"
+
+
+def _report(project, path: Path, result: PipelineResult | None) -> Path:
+    from advisor.report import write_report
+    from advisor.report_data import collect
+    from advisor.store import Store
+
+    store = Store.for_project(project)
+    try:
+        pipeline = None
+        if result is not None:
+            pipeline = {"notes": result.notes, "training_note": next((n for n in result.notes if "no training" in n), None)}
+        data = collect(project, store, pipeline=pipeline)
+    finally:
+        store.close()
+    return write_report(data, path)
+
+
+def report_only(project_dir: Path, out: Path | None = None) -> Path:
+    from advisor.project import load_project
+
+    project = load_project(project_dir)
+    if not (project.store_dir / "store.sqlite").is_file():
+        raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
+    return _report(project, out or (project.store_dir / "report.html"), None)

@@ -1,0 +1,116 @@
+"""Gather what the report shows from the run store, without any model call."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+from advisor.project import Project
+from advisor.store import Store
+
+
+def _latest_assessment(store: Store) -> dict | None:
+    run = store.latest_run("assess")
+    return run["result"] if run else None
+
+
+def _worse(ev: dict) -> dict | None:
+    """Items that got worse, base -> tuned (the comparison against the first base candidate)."""
+    comps = [c for c in ev.get("comparisons") or [] if c["b"].startswith("tuned:") and c["a"].startswith("base:")]
+    if not comps:
+        comps = [c for c in ev.get("comparisons") or [] if c.get("regressions")]
+    if not comps:
+        return None
+    c = comps[0]
+    return {"a": c["a"], "b": c["b"], "items": c.get("regressions") or [], "total": c.get("regressions_total", 0)}
+
+
+def _canary(ev: dict) -> dict | None:
+    block = ev.get("canary") or {}
+    metric = (block.get("metrics") or [None])[0]
+    if not metric:
+        return None
+    out = {r["candidate"]: r["metrics"][metric] for r in block.get("runs") or [] if r["metrics"].get(metric)}
+    return out or None
+
+
+def _gate(project: Project, store: Store, ev: dict) -> dict | None:
+    if not project.eval.gates or not ev:
+        return None
+    from advisor.errors import AdviseError
+    from evaluators.gates import evaluate_gates, load_views, parse_gates
+
+    try:
+        views = load_views(store, ev)
+        tuned = [n for n in views if n.startswith("tuned:")]
+        if not tuned:
+            return None
+        return evaluate_gates(parse_gates(project.eval.gates, file=str(project.project_file)), views, tuned[0])
+    except AdviseError as e:
+        return {"status": "error", "gates": [{"gate": "gates", "status": "fail", "message": e.render()}]}
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("advise", "torch", "transformers", "peft", "trl", "sentence-transformers", "scikit-learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> dict:
+    from evaluators.runner import stored_results
+
+    assessment = _latest_assessment(store)
+    ev = None
+    try:
+        ev = stored_results(project, store)
+    except Exception:  # noqa: BLE001 - a report still renders without eval results
+        ev = None
+    train = None
+    run = store.latest_run("train")
+    if run and run.get("result"):
+        train = dict(run["result"])
+        train["loss_history"] = [{"step": r["step"], "loss": r.get("loss")} for r in store.train_log(run["id"])]
+        method = train.get("method")
+        train["estimate_method"] = {"dpo": "rlhf", "qlora": "lora", "classifier": "lora"}.get(method, method)
+    eval_block = None
+    if ev:
+        eval_block = {"runs": ev.get("runs") or [], "comparisons": ev.get("comparisons") or [], "worse": _worse(ev),
+                      "canary": _canary(ev)}
+    repro = {
+        "project.yaml": project.project_file.read_text(encoding="utf-8") if project.project_file.is_file() else "",
+        "data": json.dumps({k: (assessment or {}).get("data", {}).get(k, {}) and {
+            "path": assessment["data"][k]["path"], "examples": assessment["data"][k]["examples"]}
+            for k in ("train", "eval")}, indent=1),
+        "base model": json.dumps({"id": project.base_model, "revision": (train or {}).get("base_model_revision")}),
+        "versions": json.dumps(_versions(), indent=1),
+    }
+    if train:
+        repro["training config"] = json.dumps(train.get("config"), indent=1, default=str)
+        repro["training run"] = json.dumps({k: train.get(k) for k in ("run_id", "method", "artifact", "run_dir")},
+                                           indent=1)
+        tr = store.get_run(train["run_id"]) or {}
+        if tr.get("config", {}).get("data"):
+            repro["data hashes"] = json.dumps(tr["config"]["data"], indent=1, default=str)
+        if tr.get("command"):
+            repro["training command"] = tr["command"]
+    if ev:
+        repro["eval settings"] = json.dumps(ev.get("settings"), indent=1, default=str)
+        repro["eval items"] = json.dumps(ev.get("data"), indent=1, default=str)
+    commands = [r["command"] for r in store.list_runs(limit=200) if r.get("command")]
+    if commands:
+        repro["commands"] = "\n".join(dict.fromkeys(reversed(commands)))
+    return {
+        "project": {"name": project.name, "task": project.task, "base_model": project.base_model},
+        "assessment": assessment,
+        "eval": eval_block,
+        "train": train,
+        "gate": _gate(project, store, ev),
+        "repro": repro,
+        "pipeline": pipeline or {},
+    }

@@ -1,0 +1,115 @@
+"""advise run / advise report: the pipeline through the CLI on real sample projects and a tiny local model."""
+
+import json
+import shutil
+import sqlite3
+
+import eval_fixtures
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import SAMPLES
+
+from advisor.cli import main
+
+tiny_model_dir = eval_fixtures.tiny_model_dir
+
+
+def project_copy(tmp_path, sample, base_model, **changes):
+    dst = tmp_path / sample
+    shutil.copytree(SAMPLES / sample, dst, ignore=shutil.ignore_patterns(".advise"))
+    cfg = yaml.safe_load((dst / "project.yaml").read_text())
+    cfg["base_model"] = str(base_model)
+    for k, v in changes.items():
+        cfg.setdefault(k, {}).update(v) if isinstance(v, dict) else cfg.__setitem__(k, v)
+    (dst / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dst
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["run", *map(str, args)])
+
+
+def kinds(root):
+    db = sqlite3.connect(root / ".advise" / "store.sqlite")
+    try:
+        return [k for (k,) in db.execute("SELECT kind FROM runs")]
+    finally:
+        db.close()
+
+
+def test_dry_run_shows_the_plan_and_spends_nothing(tmp_path, tiny_model_dir):
+    root = project_copy(tmp_path, "ticket-routing-tiny", tiny_model_dir)
+    r = run(root, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "plan: assess -> baseline -> train -> tuned -> report (method lora)" in r.stdout
+    assert "train_tokens:" in r.stdout and "cpu_hours:" in r.stdout
+    assert set(kinds(root)) == {"assess"}  # assessed, nothing evaluated or trained
+    assert not (root / ".advise" / "report.html").exists()
+
+
+def test_blockers_stop_before_compute_and_the_report_says_so(tmp_path, tiny_model_dir):
+    root = project_copy(tmp_path, "banking77-intents", tiny_model_dir)
+    r = run(root, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["status"] == "blocked" and out["stages"]["baseline"] == "not run (blockers)"
+    assert set(kinds(root)) == {"assess"}
+    html = (root / ".advise" / "report.html").read_text()
+    assert "Stopped before spending compute" in html and "11 of 308 eval examples also appear in train" in html
+    r = run(root, "--ignore-blockers", "--until", "assess", "--json", "--out", tmp_path / "r.html")
+    assert json.loads(r.stdout)["status"] == "stopped" and (tmp_path / "r.html").is_file()
+
+
+def test_prompting_verdict_runs_the_strategies_and_skips_training(tmp_path, tiny_model_dir):
+    root = project_copy(tmp_path, "toy-chat", tiny_model_dir, eval={"max_new_tokens": 8})
+    r = run(root, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["method"] == "prompting" and out["status"] == "done"
+    assert out["stages"]["train"] == "skipped (verdict prompting)" and "tuned" not in out["stages"]
+    assert "train" not in kinds(root) and "eval_summary" in kinds(root)
+    html = (root / ".advise" / "report.html").read_text()
+    assert "no training is worth it" in html and "base:zero-shot" in html and "base:few-shot" in html
+    # the report command renders the same from the store, with no model call
+    r = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "again.html")])
+    assert r.exit_code == 0 and (tmp_path / "again.html").is_file()
+    assert "base:few-shot" in (tmp_path / "again.html").read_text()
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    r = run(tmp_path / "missing")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = CliRunner().invoke(main, ["report", str(SAMPLES / "toy-chat" / "nope")])
+    assert r.exit_code == 2
+    root = project_copy(tmp_path, "toy-chat", "some/model")
+    r = CliRunner().invoke(main, ["report", str(root)])
+    assert r.exit_code == 2 and "no run store yet" in r.stderr
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_tuned_beats_base_and_rerun_skips_everything(tmp_path):
+    """The README's main command, on a fresh tiny model: assess, baselines, LoRA, tuned eval, report."""
+    from report_browser import open_in_browser
+
+    root = tmp_path / "ticket-routing-tiny"
+    shutil.copytree(SAMPLES / "ticket-routing-tiny", root, ignore=shutil.ignore_patterns(".advise"))
+    r = CliRunner().invoke(main, ["models", "tiny", str(root / ".advise" / "models" / "tiny")])
+    assert r.exit_code == 0, r.output
+    r = run(root, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["status"] == "done" and out["stages"]["train"] == "ran"
+    summary = json.loads(CliRunner().invoke(main, ["eval", str(root), "--json"]).stdout)
+    runs = {x["candidate"]: x for x in summary["runs"]}
+    assert runs["tuned:lora"]["metrics"]["accuracy"]["ci"][0] > 0.6  # well above chance (0.2)
+    assert runs["base:zero-shot"]["metrics"]["accuracy"]["value"] < 0.2
+    comp = next(c for c in summary["comparisons"] if c["a"] == "base:zero-shot" and c["b"] == "tuned:lora")
+    assert comp["metrics"]["accuracy"]["p_value"] < 1e-6
+    page = open_in_browser(root / ".advise" / "report.html", tmp_path / "report.png")
+    assert page["console"] == [] and page["scripts"] == 0 and len(page["requests"]) == 1
+    assert "tuned:lora" in page["text"] and "Gates: PASS" in page["text"]
+    again = json.loads(run(root, "--json").stdout)
+    assert again["stages"]["baseline"] == "skipped (all items cached)"
+    assert again["stages"]["train"].startswith("skipped (run train-")
+    assert again["stages"]["tuned"] == "skipped (all items cached)"
