@@ -71,6 +71,13 @@ def test_prompting_verdict_runs_the_strategies_and_skips_training(tmp_path, tiny
     assert "train" not in kinds(root) and "eval_summary" in kinds(root)
     html = (root / ".advise" / "report.html").read_text()
     assert "no training is worth it" in html and "base:zero-shot" in html and "base:few-shot" in html
+    # the report of this real run, as a person sees it in a browser
+    from report_browser import open_in_browser
+
+    page = open_in_browser(root / ".advise" / "report.html", tmp_path / "report.png")
+    assert page["console"] == [] and page["page_errors"] == [] and page["dialogs"] == []
+    assert page["requests"] == [(root / ".advise" / "report.html").resolve().as_uri()]
+    assert "PROMPTING" in page["text"] and "Paired comparisons" in page["text"]
     # the report command renders the same from the store, with no model call
     r = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "again.html")])
     assert r.exit_code == 0 and (tmp_path / "again.html").is_file()
