@@ -21,6 +21,9 @@ _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]+")
 
 
 class OutputStats:
+    SEEN_OUTPUTS = 20_000  # distinct short outputs whose analysis is kept
+    SEEN_CHARS = 200
+
     def __init__(self, rubric: dict, file: str, findings: Findings, seed: int = 0):
         self.r = rubric
         self.file = file
@@ -37,31 +40,69 @@ class OutputStats:
         self._refusal = re.compile("|".join(value(rubric, "outputs", "refusal_patterns")), re.IGNORECASE)
         self.sample_size = value(rubric, "outputs", "sample_outputs")
         self.sample: list[str] = []
+        self._seen: dict[str, tuple] = {}  # output -> _look(output): labels and stock replies repeat
 
     def add(self, line: int, output: str) -> None:
+        info = self._seen.get(output)
+        if info is None:
+            info = self._look(output)
+            if len(output) <= self.SEEN_CHARS and len(self._seen) < self.SEEN_OUTPUTS:
+                self._seen[output] = info
+        text, nwords, lab, parsed, refusal = info
         self.n += 1
-        text = output.strip()
-        nwords = len(text.split())
         self.words_total += nwords
         if self.labels is not None:
-            lab = text.casefold()
             self.labels[lab] += 1
             self.label_first_line.setdefault(lab, line)
             if len(self.labels) > self.max_classes * 5:
                 self.labels = None  # clearly not a closed label set: stop tracking
-        if text[:1] in "{[":
+        if parsed is not None:
             self.json_like += 1
-            try:
-                obj = json.loads(text)
+            ok, what = parsed
+            if ok:
                 self.json_ok += 1
-                self.json_keys[tuple(sorted(obj)) if isinstance(obj, dict) else ("<list>",)] += 1
-            except ValueError as e:
-                self.findings.add("invalid_json_output", self.file, line, str(e))
-        if self._refusal.search(text[:300]):
+                self.json_keys[what] += 1
+            else:
+                self.findings.add("invalid_json_output", self.file, line, what)
+        if refusal:
             self.refusals += 1
             self.findings.add("refusal_like", self.file, line, text[:80])
         if len(self.sample) < self.sample_size:
             self.sample.append(text)
+
+    def _look(self, output: str) -> tuple:
+        """What :meth:`add` needs to know of an output, the same each time it occurs:
+        (stripped text, words, label, None or (parses, key structure or error), refusal-like)."""
+        text = output.strip()
+        parsed = None
+        if text[:1] in "{[":
+            try:
+                obj = json.loads(text)
+                parsed = (True, tuple(sorted(obj)) if isinstance(obj, dict) else ("<list>",))
+            except ValueError as e:
+                parsed = (False, str(e))
+        return text, len(text.split()), text.casefold(), parsed, self._refusal.search(text[:300]) is not None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_seen": {}}  # the cache stays behind (for worker processes)
+
+    def merge(self, later: OutputStats) -> None:
+        """Add the stats of the outputs that follow these in the file (read by another worker)."""
+        self.n += later.n
+        self.words_total += later.words_total
+        if self.labels is not None and later.labels is not None:
+            self.labels.update(later.labels)  # Counter order: first appearance, as one pass would have it
+            for lab, line in later.label_first_line.items():
+                self.label_first_line.setdefault(lab, line)
+            if len(self.labels) > self.max_classes * 5:
+                self.labels = None
+        else:
+            self.labels = None
+        self.json_like += later.json_like
+        self.json_ok += later.json_ok
+        self.json_keys.update(later.json_keys)
+        self.refusals += later.refusals
+        self.sample.extend(later.sample[: self.sample_size - len(self.sample)])
 
     # -- summary ---------------------------------------------------------------------------------
     def is_label_like(self) -> bool:

@@ -1,14 +1,28 @@
 """One streaming pass over a data file: counts, tokens, duplicates, leakage and outputs.
 
-:func:`profile_file` reads the file once through :func:`advisor.records.iter_records` and feeds
-every valid record to the accumulators. Memory stays bounded: per record it keeps a few hashes and
-(on large files) token counts of a seeded sample only.
+:func:`profile_file` reads the file through :func:`advisor.records.iter_records` and feeds every
+valid record to the accumulators. Memory stays bounded: per record it keeps a few hashes and a
+MinHash signature, and (on large files) token counts of a seeded sample only.
+
+Large files are read in parallel: cut at line starts into one part per CPU, each part streamed by a
+forked worker process (:func:`_scan`), and merged in line order by the main process, so every count,
+finding and sample is the one a single sequential pass gives. The seeded samples (tokens, records
+for the goal signals) are drawn by the main process from the same random sequences as that pass;
+the sampled records are then read again by their byte offsets. Within a process, tokenizing and
+MinHash (Rust and numpy, which release the GIL) run on a worker thread beside the reading.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import random
+import sys
+from array import array
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +31,16 @@ import numpy as np
 from advisor.dedup import LeakageIndex, NearDuplicates
 from advisor.findings import Findings
 from advisor.outputs import OutputStats
-from advisor.records import FileStats, Record, iter_records
+from advisor.records import FileStats, Record, iter_records, records_at
 from advisor.rubric import value
 from advisor.textnorm import normalise
 from advisor.tokens import TokenCounter
 
 SAMPLE_RECORDS = 2000  # records kept for goal signals (docs overlap, embeddings)
+BACKGROUND_FROM_LINES = 1000  # files from this size use a worker thread for tokenizing and MinHash
+PARALLEL_FROM_LINES = 50_000  # files from this size are read by several processes (ADVISE_WORKERS)
+LINES_PER_WORKER = 25_000
+MAX_WORKERS = 8
 
 
 def count_lines(path: Path) -> int:
@@ -44,57 +62,86 @@ class FileProfile:
     label_set: set[str] | None = None
 
 
+def _is_long(texts: list[str], context: int | None) -> bool:
+    # byte-level tokenizers never make more tokens than bytes: only long records can overflow
+    return context is not None and sum(map(len, texts)) * 4 >= context
+
+
+def _token_totals(counter: TokenCounter, batch: list[tuple[Record, list[str]]], counts: list[int] | None = None):
+    """(line, tokens of the example, tokens of each trained assistant turn) of each (record, texts)."""
+    if counts is None:
+        counts = counter.count([t for _, texts in batch for t in texts])
+    out = []
+    start = 0
+    for rec, texts in batch:
+        n = len(texts)
+        toks = counts[start : start + n]
+        start += n
+        out.append((rec.line, sum(toks) + counter.per_message * n, toks[n - len(rec.targets or [rec.output]) :]))
+    return out
+
+
+def _count_records(counter: TokenCounter, recs: list[Record]) -> list[tuple[int, int, list[int]]]:
+    return _token_totals(counter, [(r, r.texts) for r in recs])
+
+
 class _TokenStats:
+    """Token counts per example and per assistant turn, on every record or a seeded Bernoulli sample.
+
+    With a tokenizer and an ``executor``, batches are encoded on its worker thread (the Rust
+    tokenizer releases the GIL) while the caller reads on; results are booked in order.
+    """
+
     def __init__(self, counter: TokenCounter, sample_p: float, context: int | None, max_length: int,
-                 file: str, findings: Findings, seed: int):
+                 file: str, findings: Findings, seed: int, executor: Executor | None = None):
         self.c, self.p, self.context, self.max_length = counter, sample_p, context, max_length
         self.file, self.findings = file, findings
         self.rng = random.Random(seed)
-        self.batch: list[Record] = []
+        self.executor = executor if counter.exact else None
+        self.pending: deque = deque()  # futures of booked-in-order results, oldest first
+        self.batch: list[tuple[Record, list[str]]] = []
         self.example_tokens: list[int] = []
         self.turn_tokens: list[int] = []
         self.over_context = 0
         self.over_max = 0
-        self.seen = 0
-        self.total_chars = 0
 
     def add(self, rec: Record) -> None:
-        self.seen += 1
         texts = rec.texts
-        chars = sum(len(t) for t in texts)
-        self.total_chars += chars
-        # byte-level tokenizers never make more tokens than bytes: only long records can overflow
-        long = self.context is not None and chars * 4 >= self.context
-        if self.p >= 1.0 or long or self.rng.random() < self.p:
-            self.batch.append(rec)
+        if self.p >= 1.0 or _is_long(texts, self.context) or self.rng.random() < self.p:
+            self.batch.append((rec, texts))
             if len(self.batch) >= 1024:
                 self.flush()
 
     def flush(self) -> None:
         if not self.batch:
             return
-        flat: list[str] = []
-        spans = []
-        for rec in self.batch:
-            texts = rec.texts
-            spans.append((len(flat), len(texts), len(rec.targets or [rec.output])))
-            flat.extend(texts)
-        counts = self.c.count(flat)
-        for rec, (start, n, n_targets) in zip(self.batch, spans, strict=True):
-            toks = counts[start : start + n]
-            total = sum(toks) + self.c.per_message * n
+        batch, self.batch = self.batch, []
+        if self.executor is None:
+            self.book(_token_totals(self.c, batch))
+            return
+        self.pending.append(self.executor.submit(_token_totals, self.c, batch))
+        while self.pending and (len(self.pending) > 4 or self.pending[0].done()):
+            self.book(self.pending.popleft().result())
+
+    def finish(self) -> None:
+        """Count what is still batched or in flight."""
+        self.flush()
+        while self.pending:
+            self.book(self.pending.popleft().result())
+
+    def book(self, totals: list[tuple[int, int, list[int]]]) -> None:
+        for line, total, turns in totals:
             self.example_tokens.append(total)
-            self.turn_tokens.extend(toks[n - n_targets :])
+            self.turn_tokens.extend(turns)
             if self.context and total > self.context:
                 self.over_context += 1
-                self.findings.add("over_context", self.file, rec.line, f"{total} tokens > {self.context}")
+                self.findings.add("over_context", self.file, line, f"{total} tokens > {self.context}")
             elif total > self.max_length:
                 self.over_max += 1
-                self.findings.add("over_max_length", self.file, rec.line, f"{total} tokens > {self.max_length}")
-        self.batch = []
+                self.findings.add("over_max_length", self.file, line, f"{total} tokens > {self.max_length}")
 
     def summary(self, n_examples: int) -> dict:
-        self.flush()
+        self.finish()
         ex = np.asarray(self.example_tokens, dtype=np.float64)
         turns = np.asarray(self.turn_tokens, dtype=np.float64)
         if not len(ex):
@@ -131,78 +178,335 @@ def _dist(a: np.ndarray) -> dict:
             "max": int(a.max()), "min": int(a.min())}
 
 
+@dataclass
+class _Job:
+    """What reading one file needs (inherited by forked worker processes)."""
+
+    path: Path
+    role: str
+    declared: str
+    display: str
+    rubric: dict
+    counter: TokenCounter
+    leakage: LeakageIndex | None
+    context: int | None
+    max_length: int
+    p: float  # share of records token-counted (1.0: all)
+    seed: int
+    keep: int  # locations kept per finding code
+
+    def near(self, executor: Executor | None = None) -> NearDuplicates:
+        r = self.rubric
+        return NearDuplicates(
+            shingle=value(r, "duplicates", "shingle_chars"),
+            perms=value(r, "duplicates", "minhash_permutations"),
+            bands=value(r, "duplicates", "minhash_bands"),
+            threshold=value(r, "duplicates", "near_duplicate_jaccard"),
+            max_chars=value(r, "duplicates", "text_chars"),
+            seed=self.seed + 1,
+            executor=executor,
+        )
+
+
+@dataclass
+class _Part:
+    """What one reader found in its part of a file: per valid record, in line order, its line, hashes
+    (exact, normalised, normalised input, normalised output) and MinHash signature."""
+
+    stats: FileStats
+    findings: Findings
+    outs: OutputStats
+    lines: np.ndarray
+    h: np.ndarray
+    hn: np.ndarray
+    hk: np.ndarray
+    ho: np.ndarray
+    preference: np.ndarray  # bool: preference pairs never conflict
+    sig: np.ndarray
+    chosen_len: int
+    rejected_len: int
+    tok: _TokenStats | None = None  # a sole part counts tokens and samples records as it reads
+    sample: list[Record] | None = None
+    offsets: np.ndarray | None = None  # one of several parts: where each record is, to read it again
+    long: np.ndarray | None = None
+    leak: tuple | None = None
+
+
+def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | None) -> _Part:
+    """Read a file (``span`` None) or one part of it; a sole part also counts tokens and samples."""
+    sole = span is None
+    findings = Findings(job.keep)
+    stats = FileStats(job.display)
+    tok = _TokenStats(job.counter, job.p, job.context, job.max_length, job.display, findings, job.seed,
+                      executor) if sole else None
+    outs = OutputStats(job.rubric, job.display, findings, job.seed)
+    near = job.near(executor)
+    leakage, context = job.leakage, job.context
+    check_train = leakage.check_train if leakage is not None and job.role != "eval" else None
+    add_eval = leakage.add_eval if leakage is not None and job.role == "eval" else None
+    lines, hs, hns, hks, hos = array("q"), array("q"), array("q"), array("q"), array("q")
+    preference = array("b")
+    offsets: list[int] | None = None if sole else []
+    longs = array("b")
+    getrandbits = random.Random(job.seed).getrandbits
+    sample: list[Record] = []
+    n = chosen_len = rejected_len = 0
+    norm_out: dict[str, str] = {}  # normalised short outputs: labels and stock replies repeat
+    add_line, add_h, add_hn, add_hk, add_ho = lines.append, hs.append, hns.append, hks.append, hos.append
+    near_add, outs_add = near.add, outs.add
+    for rec in iter_records(job.path, findings, stats, job.declared, job.display, span=span, offsets=offsets):
+        n += 1
+        line = rec.line
+        key, output, rejected = rec.key, rec.output, rec.rejected
+        nkey = normalise(key)
+        nout = norm_out.get(output)
+        if nout is None:
+            nout = normalise(output)
+            if len(output) <= 80 and len(norm_out) < 50_000:
+                norm_out[output] = nout
+        add_line(line)
+        add_h(hash((key, output, rejected)))
+        add_hn(hash((nkey, nout)))
+        add_hk(hash(nkey))
+        add_ho(hash(nout))
+        near_add(line, nkey + " | " + nout)
+        if check_train is not None:
+            check_train(line, key, output, nkey)
+        elif add_eval is not None:
+            add_eval(line, key, output, nkey)
+        if tok is not None:
+            tok.add(rec)
+        else:
+            longs.append(_is_long(rec.texts, context))
+        outs_add(line, output)
+        if rejected is not None:
+            preference.append(1)
+            chosen_len += len(output)
+            rejected_len += len(rejected)
+        else:
+            preference.append(0)
+        if sole:  # reservoir sample of records for the goal signals
+            if n <= SAMPLE_RECORDS:
+                sample.append(rec)
+            else:
+                k = n.bit_length()  # j = rng.randrange(n), as CPython draws it (see _draw_record_sample)
+                j = getrandbits(k)
+                while j >= n:
+                    j = getrandbits(k)
+                if j < SAMPLE_RECORDS:
+                    sample[j] = rec
+    if tok is not None:
+        tok.finish()
+    _, sig = near.signatures()
+
+    def arr(a: array, dtype=np.int64) -> np.ndarray:
+        return np.frombuffer(a, dtype=dtype).copy() if len(a) else np.empty(0, dtype=dtype)
+
+    part = _Part(stats, findings, outs, arr(lines), arr(hs), arr(hns), arr(hks), arr(hos),
+                 arr(preference, np.int8).astype(bool), sig, chosen_len, rejected_len)
+    if sole:
+        part.tok, part.sample = tok, sample
+    else:
+        part.offsets = np.asarray(offsets, dtype=np.int64)
+        part.long = arr(longs, np.int8).astype(bool)
+        if check_train is not None:
+            part.leak = leakage.train_state()
+    return part
+
+
+def _first(a: np.ndarray) -> np.ndarray:
+    """For each element, the index of the first element equal to it."""
+    if not len(a):
+        return np.empty(0, dtype=np.int64)
+    _, first, inverse = np.unique(a, return_index=True, return_inverse=True)
+    return first[inverse.ravel()]
+
+
 def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter, rubric: dict,
                  findings: Findings, leakage: LeakageIndex | None, context: int | None, max_length: int,
                  display: str, seed: int = 0) -> FileProfile:
-    stats = FileStats(display)
     lines = count_lines(path) if path.is_file() else 0
     limit = value(rubric, "tokens", "exact_up_to_examples")
     p = 1.0 if lines <= limit else limit / lines
-    tok = _TokenStats(counter, p, context, max_length, display, findings, seed)
-    outs = OutputStats(rubric, display, findings, seed)
-    near = NearDuplicates(
-        shingle=value(rubric, "duplicates", "shingle_chars"),
-        perms=value(rubric, "duplicates", "minhash_permutations"),
-        bands=value(rubric, "duplicates", "minhash_bands"),
-        threshold=value(rubric, "duplicates", "near_duplicate_jaccard"),
-        max_chars=value(rubric, "duplicates", "text_chars"),
-        seed=seed + 1,
-    )
-    exact: dict[int, int] = {}
-    norm: dict[int, int] = {}
-    by_input: dict[int, tuple[int, int]] = {}
-    dup_exact = dup_norm = conflicts = 0
-    duplicate_lines: set[int] = set()
-    rng = random.Random(seed)
-    sample: list[Record] = []
-    n = 0
-    chosen_len = rejected_len = 0
+    job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep)
+    spans = _spans(path, _workers(lines)) if lines and role != "eval" else []
+    if len(spans) < 2:
+        with ThreadPoolExecutor(1, "advise-profile") if lines >= BACKGROUND_FROM_LINES else nullcontext() as ex:
+            return _merge(job, [_scan(job, None, ex)], findings)
+    return _profile_parallel(job, spans, findings)
 
-    for rec in iter_records(path, findings, stats, declared, display):
-        n += 1
-        line = rec.line
-        nkey = normalise(rec.key)
-        nout = normalise(rec.output)
-        h = hash((rec.key, rec.output, rec.rejected))
-        if h in exact:
-            dup_exact += 1
-            duplicate_lines.add(line)
-            findings.add("duplicate_exact", display, line, f"same as line {exact[h]}")
-        else:
-            exact[h] = line
-            hn = hash((nkey, nout))
-            if hn in norm:
-                dup_norm += 1
-                duplicate_lines.add(line)
-                findings.add("duplicate_normalised", display, line, f"same as line {norm[hn]}")
-            else:
-                norm[hn] = line
-                near.add(line, nkey + " | " + nout)
-        hk, ho = hash(nkey), hash(nout)
-        prev = by_input.get(hk)
-        if prev is None:
-            by_input[hk] = (ho, line)
-        elif prev[0] != ho and rec.fmt != "preference":
-            conflicts += 1
-            findings.add("conflicting_outputs", display, line, f"input also at line {prev[1]} with another output")
-        if leakage is not None:
-            if role == "eval":
-                leakage.add_eval(line, rec.key, rec.output, nkey)
-            else:
-                leakage.check_train(line, rec.key, rec.output, nkey)
-        tok.add(rec)
-        outs.add(line, rec.output)
-        if rec.rejected is not None:
-            chosen_len += len(rec.output)
-            rejected_len += len(rec.rejected)
-        # reservoir sample of records for the goal signals
-        if len(sample) < SAMPLE_RECORDS:
-            sample.append(rec)
-        else:
-            j = rng.randrange(n)
-            if j < SAMPLE_RECORDS:
-                sample[j] = rec
 
+# -- several processes -------------------------------------------------------------------------------
+
+_JOB: _Job | None = None  # the job of the forked worker processes
+
+
+def _workers(lines: int) -> int:
+    """Processes to read a file of ``lines`` lines: one per usable CPU for large files on Linux
+    (forked workers share the eval index and tokenizer; elsewhere fork is unsafe or missing), at
+    least LINES_PER_WORKER lines each. ADVISE_WORKERS=N sets the number (1: one process)."""
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    env = os.environ.get("ADVISE_WORKERS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if lines < PARALLEL_FROM_LINES:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, MAX_WORKERS, lines // LINES_PER_WORKER))
+
+
+def _spans(path: Path, k: int) -> list[tuple[int, int, int]]:
+    """``k`` parts of a file cut at line starts: (first byte, end byte, number of the first line)."""
+    if k < 2:
+        return []
+    size = path.stat().st_size
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, k):
+            fh.seek(max(size * i // k - 1, cuts[-1]))
+            fh.readline()  # to the start of the next line
+            pos = fh.tell()
+            if cuts[-1] < pos < size:
+                cuts.append(pos)
+        cuts.append(size)
+        spans, line = [], 1
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            spans.append((a, b, line))
+            fh.seek(a)
+            left = b - a
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                left -= len(chunk)
+                line += chunk.count(b"\n")
+    return spans
+
+
+def _scan_worker(span: tuple[int, int, int]) -> _Part:
+    with ThreadPoolExecutor(1, "advise-profile") as ex:
+        return _scan(_JOB, span, ex)
+
+
+def _count_worker(where: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
+    job = _JOB
+    return _count_records(job.counter, records_at(job.path, where, job.declared, job.display))
+
+
+def _profile_parallel(job: _Job, spans: list[tuple[int, int, int]], findings: Findings) -> FileProfile:
+    global _JOB
+    if job.leakage is not None:
+        job.leakage.freeze()
+    _JOB = job
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    # forked workers tokenize one text after another (and tokenizers stays quiet about the fork)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        with multiprocessing.get_context("fork").Pool(len(spans)) as pool:
+            if saved is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = saved
+            parts = pool.map(_scan_worker, spans, chunksize=1)
+            return _merge(job, parts, findings, pool)
+    finally:
+        _JOB = None
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+
+
+def _draw_token_sample(job: _Job, parts: list[_Part]) -> list[tuple[int, int]]:
+    """(offset, line) of the records one sequential pass would have token-counted, in order."""
+    long = np.concatenate([q.long for q in parts])
+    take = np.ones(len(long), dtype=bool)
+    if job.p < 1.0:
+        rng = random.Random(job.seed)
+        short = np.flatnonzero(~long)
+        draws = np.fromiter((rng.random() for _ in range(len(short))), dtype=np.float64, count=len(short))
+        take[short] = draws < job.p
+    offsets = np.concatenate([q.offsets for q in parts])[take]
+    lines = np.concatenate([q.lines for q in parts])[take]
+    return list(zip(offsets.tolist(), lines.tolist(), strict=True))
+
+
+def _draw_record_sample(job: _Job, n: int) -> list[int]:
+    """Ordinals of the records in the reservoir sample one sequential pass would have kept."""
+    slots = list(range(min(n, SAMPLE_RECORDS)))
+    getrandbits = random.Random(job.seed).getrandbits
+    for i in range(SAMPLE_RECORDS + 1, n + 1):
+        # Random.randrange(i) in CPython: getrandbits(i.bit_length()) until below i (_randbelow);
+        # spelled out here and in _scan, so both draw the same sequence fast
+        k = i.bit_length()
+        j = getrandbits(k)
+        while j >= i:
+            j = getrandbits(k)
+        if j < SAMPLE_RECORDS:
+            slots[j] = i - 1
+    return slots
+
+
+# -- merging the parts ----------------------------------------------------------------------------------
+
+def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> FileProfile:
+    display = job.display
+    stats = FileStats(display)
+    for q in parts:
+        stats.lines = max(stats.lines, q.stats.lines)
+        stats.examples += q.stats.examples
+        stats.invalid += q.stats.invalid
+        for f, c in q.stats.formats.items():
+            stats.formats[f] = stats.formats.get(f, 0) + c
+        for f, c in q.stats.prompt_kinds.items():
+            stats.prompt_kinds[f] = stats.prompt_kinds.get(f, 0) + c
+        findings.merge(q.findings)
+    sole = len(parts) == 1
+    if not sole and stats.examples == 0 and stats.invalid == 0:
+        findings.add("empty_file", display, None)
+
+    counted = None
+    if not sole:  # count tokens of the sampled records in the workers while drawing the record sample here
+        where = _draw_token_sample(job, parts)
+        step = max(1, -(-len(where) // (4 * len(parts))))
+        counted = pool.map_async(_count_worker, [where[i : i + step] for i in range(0, len(where), step)])
+        ordinals = _draw_record_sample(job, stats.examples)
+        all_offsets = np.concatenate([q.offsets for q in parts])
+        all_lines = np.concatenate([q.lines for q in parts])
+        sample = records_at(job.path, [(int(all_offsets[i]), int(all_lines[i])) for i in ordinals],
+                            job.declared, display)
+    else:
+        sample = parts[0].sample
+
+    # duplicates: the first record of each exact / normalised hash; an input seen with another output
+    lines = np.concatenate([q.lines for q in parts])
+    h = np.concatenate([q.h for q in parts])
+    hn = np.concatenate([q.hn for q in parts])
+    hk = np.concatenate([q.hk for q in parts])
+    ho = np.concatenate([q.ho for q in parts])
+    pref = np.concatenate([q.preference for q in parts])
+    n = len(lines)
+    idx = np.arange(n)
+    first = _first(h)
+    dup_exact = np.flatnonzero(first != idx)
+    for i, a in zip(lines[dup_exact].tolist(), lines[first[dup_exact]].tolist(), strict=True):
+        findings.add("duplicate_exact", display, i, f"same as line {a}")
+    rest = np.flatnonzero(first == idx)
+    first_n = _first(hn[rest])
+    is_dup_n = first_n != np.arange(len(rest))
+    dup_norm = rest[is_dup_n]
+    for i, a in zip(lines[dup_norm].tolist(), lines[rest[first_n[is_dup_n]]].tolist(), strict=True):
+        findings.add("duplicate_normalised", display, i, f"same as line {a}")
+    first_k = _first(hk)
+    conflict = np.flatnonzero((first_k != idx) & (ho != ho[first_k]) & ~pref)
+    for i, a in zip(lines[conflict].tolist(), lines[first_k[conflict]].tolist(), strict=True):
+        findings.add("conflicting_outputs", display, i, f"input also at line {a} with another output")
+    duplicate_lines = set(lines[dup_exact].tolist()) | set(lines[dup_norm].tolist())
+
+    near = job.near()
+    unique = rest[~is_dup_n]
+    sig = np.concatenate([q.sig for q in parts]) if n else np.empty((0, near.perms), dtype=np.uint32)
+    near.add_signatures(lines[unique].tolist(), sig[unique])
+    del sig
     near_pairs = [(a, b, j) for a, b, j in near.pairs() if b not in duplicate_lines]
     for a, b, j in near_pairs:
         findings.add("near_duplicate", display, b, f"~line {a} (Jaccard ~{j:.2f})")
@@ -214,7 +518,24 @@ def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter,
     if len(stats.prompt_kinds) > 1:
         findings.add("mixed_prompt_formats", display, None, f"{stats.prompt_kinds}")
 
+    outs = parts[0].outs
+    for q in parts[1:]:
+        outs.merge(q.outs)
+    outs.findings = findings
     out_summary = outs.summary()
+
+    if sole:
+        tok = parts[0].tok
+    else:
+        tok = _TokenStats(job.counter, job.p, job.context, job.max_length, display, findings, job.seed)
+        for totals in counted.get():
+            tok.book(totals)
+        if job.leakage is not None and job.role != "eval":
+            for q in parts:
+                job.leakage.merge_train(q.leak)
+    chosen_len = sum(q.chosen_len for q in parts)
+    rejected_len = sum(q.rejected_len for q in parts)
+    n_dup = len(dup_exact) + len(dup_norm)
     summary = {
         "examples": stats.examples,
         "invalid": stats.invalid,
@@ -223,11 +544,11 @@ def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter,
         "lines": stats.lines,
         "tokens": tok.summary(stats.examples),
         "duplicates": {
-            "exact": dup_exact,
-            "normalised": dup_norm,
+            "exact": len(dup_exact),
+            "normalised": len(dup_norm),
             "near": len(near_pairs),
-            "conflicting_outputs": conflicts,
-            "share": round((dup_exact + dup_norm) / n, 4) if n else 0.0,
+            "conflicting_outputs": len(conflict),
+            "share": round(n_dup / n, 4) if n else 0.0,
         },
         "outputs": out_summary,
     }
@@ -238,4 +559,4 @@ def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter,
             "prompt_kinds": stats.prompt_kinds,
         }
     label_set = set(out_summary["labels"]["counts"]) if out_summary.get("labels") else None
-    return FileProfile(role, stats, summary, sample, label_set)
+    return FileProfile(job.role, stats, summary, sample, label_set)

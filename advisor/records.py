@@ -95,12 +95,31 @@ class _Checker:
     def __init__(self, file: str, findings: Findings):
         self.file = file
         self.f = findings
+        self._shapes: dict[tuple, tuple] = {}  # role sequence -> what it implies (see _chat_shape)
 
     def warn(self, code: str, line: int, detail: str = "") -> None:
         self.f.add(code, self.file, line, detail)
 
     # -- chat ------------------------------------------------------------------------------------
     def messages(self, msgs, line: int, where: str = "messages") -> list[dict]:
+        if type(msgs) is list and msgs:
+            # fast path: every message is exactly {"role": <known role>, "content": <non-blank text>}
+            out = []
+            for m in msgs:
+                if type(m) is not dict or len(m) != 2:
+                    break
+                role = m.get("role")
+                content = m.get("content")
+                if role.__class__ is not str or role not in ROLES or content.__class__ is not str or (
+                    not content or content.isspace()
+                ):
+                    break
+                out.append({"role": role, "content": content})
+            else:
+                return out
+        return self._messages(msgs, line, where)
+
+    def _messages(self, msgs, line: int, where: str = "messages") -> list[dict]:
         if not isinstance(msgs, list) or not msgs:
             raise _Invalid("missing_messages_list", f"'{where}' must be a non-empty list of messages")
         out = []
@@ -111,7 +130,7 @@ class _Checker:
             if extra:
                 raise _Invalid("message_unrecognized_key", f"{where}[{i}] has key(s) {sorted(extra)}")
             role = m["role"]
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:  # a list or object: not a role either
                 raise _Invalid("unrecognized_role", f"{where}[{i}] has role {role!r}")
             content = m.get("content")
             if content is None and m.get("tool_calls"):
@@ -126,25 +145,56 @@ class _Checker:
     def chat(self, obj: dict, line: int) -> Record:
         if "messages" not in obj:
             raise _Invalid("missing_messages_list", "no 'messages' key")
+        rec = self._chat_fast(obj["messages"], line)
+        if rec is not None:
+            return rec
         msgs = self.messages(obj["messages"], line)
-        roles = [m["role"] for m in msgs]
-        if "assistant" not in roles:
-            raise _Invalid("example_missing_assistant_message", "no assistant message")
-        if "system" not in roles:
-            self.warn("missing_system_message", line)
-        if "user" not in roles:
-            self.warn("missing_user_message", line)
-        body = [r for r in roles if r != "system"]
-        if ("system" in roles and roles.index("system") != 0) or roles.count("system") > 1 or (
-            body and body[0] != "user" and "user" in roles
-        ) or any(a == b and a in ("user", "assistant") for a, b in zip(body, body[1:], strict=False)):
-            self.warn("role_order", line, " > ".join(roles))
-        if roles[-1] != "assistant":
-            self.warn("last_message_not_assistant", line, f"ends with {roles[-1]}")
-        last = max(i for i, r in enumerate(roles) if r == "assistant")
-        targets = [m["content"] for m in msgs if m["role"] == "assistant" and m.get("weight", 1) != 0]
-        key = "\n".join(m["content"] for m in msgs if m["role"] == "user")
-        return Record(line, "chat", msgs[:last], msgs[last]["content"], key, targets=targets or [msgs[last]["content"]])
+        roles = tuple([m["role"] for m in msgs])
+        shape = self._shapes.get(roles)
+        if shape is None:
+            shape = _chat_shape(roles)
+            if len(self._shapes) < 4096:
+                self._shapes[roles] = shape
+        error, warnings, last, users, assistants = shape
+        if error is not None:
+            raise _Invalid(*error)
+        for code, detail in warnings:
+            self.f.add(code, self.file, line, detail)
+        output = msgs[last]["content"]
+        targets = [msgs[i]["content"] for i in assistants if msgs[i].get("weight", 1) != 0]
+        key = msgs[users[0]]["content"] if len(users) == 1 else "\n".join([msgs[i]["content"] for i in users])
+        return Record(line, "chat", msgs[:last], output, key, targets=targets or [output])
+
+    def _chat_fast(self, msgs, line: int) -> Record | None:
+        """The common case in a few C-level passes: every message is exactly {"role": <known role>,
+        "content": <non-blank text>}. None when the record needs the full checks of :meth:`chat`."""
+        if msgs.__class__ is not list or not msgs:
+            return None
+        try:
+            if sum(map(len, msgs)) != 2 * len(msgs):
+                return None
+            roles = tuple([m["role"] for m in msgs])  # with the sum: each message has exactly these two keys
+            contents = [m["content"] for m in msgs]
+            if not all(map(str.strip, contents)):  # TypeError when one is not text
+                return None
+            shape = self._shapes.get(roles)  # TypeError when a role is not hashable
+        except (TypeError, KeyError):
+            return None
+        if shape is None:
+            if not all(r.__class__ is str and r in ROLES for r in roles):
+                return None
+            shape = _chat_shape(roles)
+            if len(self._shapes) < 4096:
+                self._shapes[roles] = shape
+        error, warnings, last, users, assistants = shape
+        if error is not None:
+            raise _Invalid(*error)
+        for code, detail in warnings:
+            self.f.add(code, self.file, line, detail)
+        output = contents[last]
+        key = contents[users[0]] if len(users) == 1 else "\n".join([contents[i] for i in users])
+        prompt = [{"role": r, "content": c} for r, c in zip(roles[:last], contents[:last], strict=True)]
+        return Record(line, "chat", prompt, output, key, targets=[contents[i] for i in assistants])
 
     # -- alpaca ----------------------------------------------------------------------------------
     def alpaca(self, obj: dict, line: int) -> Record:
@@ -214,6 +264,30 @@ class _Checker:
         return v
 
 
+def _chat_shape(roles: tuple) -> tuple:
+    """What a chat record's role sequence implies, the same for every record with that sequence:
+    (error or None, warnings [(code, detail)], index of the last assistant message, indices of the
+    user messages, indices of the assistant messages)."""
+    if "assistant" not in roles:
+        return ("example_missing_assistant_message", "no assistant message"), [], 0, (), ()
+    warnings = []
+    if "system" not in roles:
+        warnings.append(("missing_system_message", ""))
+    if "user" not in roles:
+        warnings.append(("missing_user_message", ""))
+    body = [r for r in roles if r != "system"]
+    if ("system" in roles and roles.index("system") != 0) or roles.count("system") > 1 or (
+        body and body[0] != "user" and "user" in roles
+    ) or any(a == b and a in ("user", "assistant") for a, b in zip(body, body[1:], strict=False)):
+        warnings.append(("role_order", " > ".join(roles)))
+    if roles[-1] != "assistant":
+        warnings.append(("last_message_not_assistant", f"ends with {roles[-1]}"))
+    last = max(i for i, r in enumerate(roles) if r == "assistant")
+    users = tuple(i for i, r in enumerate(roles) if r == "user")
+    assistants = tuple(i for i, r in enumerate(roles) if r == "assistant")
+    return None, warnings, last, users, assistants
+
+
 def split_implicit_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
     """Split two transcripts that share a prefix into (prompt, chosen reply, rejected reply).
 
@@ -262,11 +336,8 @@ class FileStats:
         return max(self.formats, key=self.formats.get) if self.formats else None
 
 
-def iter_records(
-    path: Path, findings: Findings, stats: FileStats, declared: str = "auto", display: str | None = None
-) -> Iterator[Record]:
-    """Yield the valid records of a JSONL file; report every problem to ``findings``."""
-    file = display or str(path)
+def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str = "auto"):
+    """A function (raw line, line number) -> the valid Record of that line, or None after reporting why."""
     chk = _Checker(file, findings)
     handlers = {
         "chat": chk.chat,
@@ -274,62 +345,113 @@ def iter_records(
         "prompt_completion": chk.prompt_completion,
         "preference": chk.preference,
     }
+    loads, decode_error, auto = orjson.loads, orjson.JSONDecodeError, declared == "auto"
+    formats, prompt_kinds, add = stats.formats, stats.prompt_kinds, findings.add
+
+    def parse(raw: bytes, lineno: int) -> Record | None:
+        try:
+            obj = loads(raw)
+        except decode_error as e:
+            if not raw.strip():
+                add("blank_line", file, lineno)
+                return None
+            if "UTF-8" in str(e):
+                add("file_not_utf8", file, lineno, str(e))
+            else:
+                add("invalid_json", file, lineno, f"{e.msg} at column {e.colno}")
+            stats.invalid += 1
+            return None
+        if obj.__class__ is dict and auto and "messages" in obj:
+            fmt = "chat"  # the common case, as detect_format would say
+        else:
+            if not isinstance(obj, dict):
+                add("data_type", file, lineno, f"got a JSON {type(obj).__name__}")
+                stats.invalid += 1
+                return None
+            fmt = detect_format(obj)
+            if not auto and fmt != declared:
+                if fmt is None:
+                    fmt = declared  # validate against the declared format: names the missing field
+                else:
+                    add("format_mismatch", file, lineno, f"looks like {fmt}, project.yaml says {declared}")
+                    stats.invalid += 1
+                    return None
+            if fmt is None:
+                add("unknown_format", file, lineno, f"keys {sorted(obj)[:8]}")
+                stats.invalid += 1
+                return None
+        try:
+            rec = handlers[fmt](obj, lineno)
+        except _Invalid as bad:
+            add(bad.code, file, lineno, bad.detail)
+            stats.invalid += 1
+            return None
+        if len(obj) > 1 or fmt != "chat":
+            extra = set(obj) - FORMAT_KEYS[fmt]
+            if extra:
+                unknown = extra - EXTRA_KEYS
+                if unknown:
+                    add("unrecognized_key", file, lineno, f"{sorted(unknown)}")
+                rec.extra = {k: obj[k] for k in extra}
+        formats[fmt] = formats.get(fmt, 0) + 1
+        if fmt in ("prompt_completion", "preference") and "prompt" in obj:
+            kind = "messages" if isinstance(obj["prompt"], list) else "text"
+            prompt_kinds[kind] = prompt_kinds.get(kind, 0) + 1
+        stats.examples += 1
+        return rec
+
+    return parse
+
+
+def iter_records(
+    path: Path, findings: Findings, stats: FileStats, declared: str = "auto", display: str | None = None,
+    *, span: tuple[int, int, int] | None = None, offsets: list[int] | None = None,
+) -> Iterator[Record]:
+    """Yield the valid records of a JSONL file; report every problem to ``findings``.
+
+    ``span`` = (first byte, end byte, number of the first line) reads only the lines that start in
+    that part of the file (cut at line starts); an empty file is then the caller's to report.
+    ``offsets`` receives the byte offset of each record yielded (see :func:`records_at`).
+    """
+    file = display or str(path)
+    parse = _line_parser(file, findings, stats, declared)
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         findings.add("file_missing", file, None)
         return
+    start, end, first = span if span is not None else (0, float("inf"), 1)
+    pos = start
     with fh:
-        for lineno, raw in enumerate(fh, 1):
+        if start:
+            fh.seek(start)
+        for lineno, raw in enumerate(fh, first):
+            here = pos
+            pos += len(raw)
+            if here >= end:
+                break
             stats.lines = lineno
-            if not raw.strip():
-                findings.add("blank_line", file, lineno)
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                if "UTF-8" in str(e):
-                    findings.add("file_not_utf8", file, lineno, str(e))
-                else:
-                    findings.add("invalid_json", file, lineno, f"{e.msg} at column {e.colno}")
-                stats.invalid += 1
-                continue
-            if not isinstance(obj, dict):
-                findings.add("data_type", file, lineno, f"got a JSON {type(obj).__name__}")
-                stats.invalid += 1
-                continue
-            fmt = detect_format(obj)
-            if declared != "auto" and fmt != declared:
-                if fmt is None:
-                    fmt = declared  # validate against the declared format: names the missing field
-                else:
-                    findings.add("format_mismatch", file, lineno, f"looks like {fmt}, project.yaml says {declared}")
-                    stats.invalid += 1
-                    continue
-            if fmt is None:
-                findings.add("unknown_format", file, lineno, f"keys {sorted(obj)[:8]}")
-                stats.invalid += 1
-                continue
-            try:
-                rec = handlers[fmt](obj, lineno)
-            except _Invalid as bad:
-                findings.add(bad.code, file, lineno, bad.detail)
-                stats.invalid += 1
-                continue
-            extra = set(obj) - FORMAT_KEYS[fmt]
-            if extra:
-                unknown = extra - EXTRA_KEYS
-                if unknown:
-                    findings.add("unrecognized_key", file, lineno, f"{sorted(unknown)}")
-                rec.extra = {k: obj[k] for k in extra}
-            stats.formats[fmt] = stats.formats.get(fmt, 0) + 1
-            if fmt in ("prompt_completion", "preference") and "prompt" in obj:
-                kind = "messages" if isinstance(obj["prompt"], list) else "text"
-                stats.prompt_kinds[kind] = stats.prompt_kinds.get(kind, 0) + 1
-            stats.examples += 1
-            yield rec
-    if stats.examples == 0 and stats.invalid == 0:
+            rec = parse(raw, lineno)
+            if rec is not None:
+                if offsets is not None:
+                    offsets.append(here)
+                yield rec
+    if span is None and stats.examples == 0 and stats.invalid == 0:
         findings.add("empty_file", file, None)
+
+
+def records_at(path: Path, where: list[tuple[int, int]], declared: str = "auto", display: str | None = None) -> list[Record]:
+    """The records at (byte offset, line number) positions of a file, as :func:`iter_records` yields them."""
+    file = display or str(path)
+    parse = _line_parser(file, Findings(), FileStats(file), declared)
+    out = []
+    with open(path, "rb") as fh:
+        for offset, lineno in where:
+            fh.seek(offset)
+            rec = parse(fh.readline(), lineno)
+            if rec is not None:
+                out.append(rec)
+    return out
 
 
 def load_records(path: Path, declared: str = "auto", display: str | None = None) -> tuple[list[Record], Findings, FileStats]:

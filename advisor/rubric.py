@@ -20,7 +20,7 @@ from advisor.errors import AdviseError
 @cache
 def _shipped(name: str) -> dict:
     text = resources.files("rubrics").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when available
 
 
 def _merge(base: dict, over: dict) -> dict:

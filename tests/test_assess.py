@@ -131,3 +131,27 @@ def test_assessment_is_stored_and_reused_until_inputs_change(make_project):
         fh.write('{"messages": [}\n')
     again = assess(root)
     assert again["data"]["train"]["invalid"] == 1 and len(store.list_runs("assess")) == 2
+
+
+def test_parallel_reading_gives_the_same_assessment(make_project, monkeypatch):
+    """Large files are read by several worker processes; the result must equal one sequential pass."""
+    recs = [chat(f"message {i} about topic {i % 97} " + "word " * (i % 30), f"label_{i % 5}") for i in range(52000)]
+    recs[100] = '{"messages": [}'
+    recs[51000] = recs[7]  # a duplicate far away from its twin
+    root = make_project(recs, eval_records=recs[20:30] + [chat("fresh eval message", "label_1")])
+
+    def run_with(workers):
+        import shutil
+
+        shutil.rmtree(root / ".advise", ignore_errors=True)
+        monkeypatch.setenv("ADVISE_WORKERS", str(workers))
+        out = assess(root)
+        for k in ("seconds",):
+            out.pop(k)
+        return out
+
+    one, three = run_with(1), run_with(3)
+    assert one["data"] == three["data"] and one["findings"] == three["findings"]
+    assert one["recommendation"] == three["recommendation"]
+    assert one["data"]["train"]["invalid"] == 1 and one["data"]["train"]["duplicates"]["exact"] >= 1
+    assert one["data"]["leakage"]["exact"] == 10
