@@ -148,7 +148,10 @@ def inputs_hash(project: Project) -> str:
     from advisor.docs import DOC_SUFFIXES
     from advisor.store import file_hash, stable_hash
 
-    parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(project.root)}
+    code = Path(__file__).parent
+    parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(project.root),
+                   # the code itself (a development install changes without a version bump)
+                   "code": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(code.glob("*.py"))]}
     for key in ("train", "eval"):
         p = project.data_path(key)
         parts[key] = file_hash(p) if p is not None and p.is_file() else None

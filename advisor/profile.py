@@ -454,6 +454,7 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
     for q in parts:
         stats.lines = max(stats.lines, q.stats.lines)
         stats.examples += q.stats.examples
+        stats.messages += q.stats.messages
         stats.invalid += q.stats.invalid
         for f, c in q.stats.formats.items():
             stats.formats[f] = stats.formats.get(f, 0) + c
@@ -539,6 +540,8 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
     summary = {
         "examples": stats.examples,
         "invalid": stats.invalid,
+        "messages": stats.messages,
+        "messages_per_example": round(stats.messages / stats.examples, 2) if stats.examples else 0.0,
         "format": stats.format,
         "formats": stats.formats,
         "lines": stats.lines,

@@ -328,6 +328,7 @@ class FileStats:
     lines: int = 0
     examples: int = 0
     invalid: int = 0
+    messages: int = 0  # of valid examples: the prompt's messages plus the reply
     formats: dict[str, int] = field(default_factory=dict)
     prompt_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -398,6 +399,7 @@ def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str 
             kind = "messages" if isinstance(obj["prompt"], list) else "text"
             prompt_kinds[kind] = prompt_kinds.get(kind, 0) + 1
         stats.examples += 1
+        stats.messages += len(rec.prompt) + 1
         return rec
 
     return parse

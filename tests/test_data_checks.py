@@ -123,6 +123,7 @@ def test_openai_toy_file_flaws(make_project, shared_datasets):
     assert c["missing_user_message"]["examples"][0]["line"] == 4
     assert c["over_max_length"]["examples"][0]["line"] == 5  # the 26,000-character reply
     assert out["recommendation"]["method"] == "prompting"
+    assert out["data"]["train"]["messages"] == 19 and out["data"]["train"]["messages_per_example"] == 3.8
 
 
 def test_no_valid_example_exits_2_naming_file_and_line(make_project):
