@@ -89,6 +89,9 @@ class CorpusStat:
 
     n: int
     fn: Callable[[np.ndarray], float | None]
+    # optional vectorised form for bootstrapping: a (rows, n) block of index rows -> (rows,) values
+    # (NaN where undefined); must agree with ``fn`` row by row
+    many: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __call__(self, indices: np.ndarray) -> float | None:
         return self.fn(np.asarray(indices, dtype=int))
@@ -261,7 +264,15 @@ def _mean_stat(scores: np.ndarray) -> CorpusStat:
         sub = sub[np.isfinite(sub)]
         return float(sub.mean()) if sub.size else None
 
-    return CorpusStat(int(scores.size), fn)
+    def many(block: np.ndarray) -> np.ndarray:
+        sub = scores[block]
+        ok = np.isfinite(sub)
+        cnt = ok.sum(axis=1)
+        tot = np.where(ok, sub, 0.0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+
+    return CorpusStat(int(scores.size), fn, many)
 
 
 def _sum_stat(rows: np.ndarray, from_stats: Callable[[np.ndarray], float | None]) -> CorpusStat:
@@ -314,6 +325,12 @@ def normalize_label(text: str) -> str:
 def _exact_match(pred: str, refs: list[str], item: Item, config: Mapping[str, Any]) -> float:
     p = normalize_answer(pred)
     return float(any(p == normalize_answer(r) for r in refs))
+
+
+def _contains_answer(pred: str, refs: list[str], item: Item, config: Mapping[str, Any]) -> float:
+    """1 when a normalised reference occurs in the normalised prediction as whole words."""
+    p = f" {normalize_answer(pred)} "
+    return float(any(normalize_answer(r) and f" {normalize_answer(r)} " in p for r in refs))
 
 
 def _token_f1_one(pred: str, ref: str) -> float:
@@ -376,6 +393,31 @@ def _macro_prf(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) -> fl
     return float(per.mean())
 
 
+def _macro_prf_many(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) -> np.ndarray:
+    """:func:`_macro_prf` for each row of (rows, n) label arrays at once (bootstrap blocks)."""
+    rows = yt.shape[0]
+    if yt.size == 0:
+        return np.full(rows, np.nan)
+    k = n_classes + 1
+    codes = yt * k + yp + (np.arange(rows) * (k * k))[:, None]
+    cm = np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k)[:, :n_classes]
+    diag = np.arange(n_classes)
+    tp = cm[:, diag, diag].astype(float)
+    true_count = cm.sum(axis=2).astype(float)
+    pred_count = cm[:, :, :n_classes].sum(axis=1).astype(float)
+    present = true_count > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if which == "precision":
+            per = np.where(pred_count > 0, tp / pred_count, 0.0)
+        elif which == "recall":
+            per = tp / true_count
+        else:
+            denom = true_count + pred_count
+            per = np.where(denom > 0, 2.0 * tp / denom, 0.0)
+        count = present.sum(axis=1)
+        return np.where(count > 0, np.where(present, per, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
+
+
 def _macro_corpus(which: str) -> CorpusFn:
     def corpus_fn(
         preds: list[str], refs: list[list[str]], items: list[Item], config: Mapping[str, Any]
@@ -385,7 +427,10 @@ def _macro_corpus(which: str) -> CorpusFn:
         def fn(idx: np.ndarray) -> float | None:
             return _macro_prf(yt[idx], yp[idx], len(classes), which)
 
-        return CorpusStat(int(yt.size), fn)
+        def many(block: np.ndarray) -> np.ndarray:
+            return _macro_prf_many(yt[block], yp[block], len(classes), which)
+
+        return CorpusStat(int(yt.size), fn, many)
 
     return corpus_fn
 
@@ -888,6 +933,27 @@ register(
     )
 )
 register(Metric("token_f1", _CONT, True, True, "SQuAD token-overlap F1, best over references", _token_f1))
+register(
+    Metric(
+        "contains_answer",
+        _BINARY,
+        True,
+        True,
+        "a SQuAD-normalised reference occurs in the answer as whole words (lenient exact match)",
+        _contains_answer,
+    )
+)
+register(
+    Metric(
+        "judge_score",
+        _CONT,
+        False,
+        True,
+        "LLM-as-judge score in [0, 1] from a rubric template (item['judge_score'], see evaluators.judge)",
+        lambda pred, refs, item, config: None if item.get("judge_score") is None else float(item["judge_score"]),
+        requires=("judge_score",),
+    )
+)
 register(
     Metric(
         "accuracy",

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from itertools import product
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,16 @@ def _sps():
 
 
 def _z(level: float) -> float:
+    # the standard library's normal quantile (Wichura's AS241, ~1e-16): no scipy import on the hot path
     _check_level(level)
-    return float(_sps().norm.ppf(0.5 + level / 2.0))
+    return float(NormalDist().inv_cdf(0.5 + level / 2.0))
+
+
+def _binom_half_cdf(x: int, m: int) -> float:
+    """P(X <= x) for X ~ Binomial(m, 1/2): exact integer arithmetic for moderate m (no scipy import)."""
+    if m > 5000:
+        return float(_sps().binom.cdf(x, m, 0.5))
+    return sum(math.comb(m, k) for k in range(x + 1)) / (1 << m)
 
 
 def _check_level(level: float) -> None:
@@ -232,8 +241,13 @@ def bootstrap_ci(
     out["value"] = None if value is None or not math.isfinite(value) else float(value)
     rng = np.random.default_rng(seed)
     samples = np.empty(n_resamples, dtype=float)
+    many = getattr(stat_fn, "many", None)  # vectorised over a block of resamples (CorpusStat)
     i = 0
     for block in _resample_blocks(rng, n_items, n_resamples):
+        if many is not None:
+            samples[i : i + len(block)] = many(block)
+            i += len(block)
+            continue
         for idx in block:
             v = stat_fn(idx)
             samples[i] = np.nan if v is None else float(v)
@@ -284,7 +298,7 @@ def mcnemar_exact(a_correct: Any, b_correct: Any) -> dict[str, Any]:
     b = int(np.sum((xa == 1) & (xb == 0)))
     c = int(np.sum((xa == 0) & (xb == 1)))
     m = b + c
-    p = 1.0 if m == 0 else min(1.0, 2.0 * float(_sps().binom.cdf(min(b, c), m, 0.5)))
+    p = 1.0 if m == 0 else min(1.0, 2.0 * _binom_half_cdf(min(b, c), m))
     return {"b": b, "c": c, "n": int(xa.size), "p_value": p}
 
 
@@ -436,8 +450,13 @@ def paired_bootstrap_stat(
     out["delta"] = delta
     rng = np.random.default_rng(seed)
     deltas = np.empty(n_resamples, dtype=float)
+    many_a, many_b = getattr(stat_a, "many", None), getattr(stat_b, "many", None)
     i = 0
     for block in _resample_blocks(rng, n_items, n_resamples):
+        if many_a is not None and many_b is not None:
+            deltas[i : i + len(block)] = many_b(block) - many_a(block)
+            i += len(block)
+            continue
         for idx in block:
             ra, rb = stat_a(idx), stat_b(idx)
             deltas[i] = np.nan if ra is None or rb is None else float(rb) - float(ra)

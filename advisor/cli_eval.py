@@ -1,0 +1,184 @@
+"""``advise eval``: baseline-vs-tuned evals with confidence intervals and paired comparisons.
+
+Loaded lazily by :class:`advisor.cli.LazyGroup`; torch and transformers load only when a model must
+answer items that are not in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from advisor.cli import guard, project_arg
+from evaluators.strategies import RETRIEVERS, STRATEGIES
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _ci(ci) -> str:
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+
+
+def _p(p) -> str:
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def print_eval(result: dict, console=None) -> None:
+    """The eval result as terminal tables (rich): runs with the headline metric's 95% CI, paired
+    comparisons on the headline metric, the canary (forgetting check)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    metrics = [m for m in result["metrics"] if m != "judge_pairwise"]
+    primary = result.get("primary_metric") or (metrics[0] if metrics else None)
+    others = [m for m in metrics if m != primary][:2]
+    t = Table(title=f"{result['project']}: {result['items']} eval items, {result['task_kind']}")
+    t.add_column("candidate", no_wrap=True)
+    t.add_column("items", justify="right", no_wrap=True)
+    if primary:
+        t.add_column(f"{primary} [95% CI]", justify="right", no_wrap=True)
+    for m in others:
+        t.add_column(m, justify="right")
+    t.add_column("cached/new", justify="right")
+    for r in result["runs"]:
+        cells = [r["candidate"], f"{r['items']}" + (f" ({r['errors']} failed)" if r["errors"] else "")]
+        if primary:
+            md = r["metrics"].get(primary) or {}
+            cells.append(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip())
+        cells += [_fmt((r["metrics"].get(m) or {}).get("value")) for m in others]
+        cells.append(f"{r['cached']}/{r['computed']}")
+        t.add_row(*cells)
+    console.print(t)
+    if result["comparisons"]:
+        c = Table(title=f"paired comparisons on the items both answered: {primary} of b - a")
+        c.add_column("a -> b", overflow="fold")
+        for col in ("delta [95% CI]", "p", "W/L/T", "worse"):
+            c.add_column(col, justify="right", no_wrap=True)
+        for comp in result["comparisons"]:
+            for m in [primary, "judge_pairwise"]:
+                md = comp["metrics"].get(m)
+                if not md:
+                    continue
+                wlt = "/".join(str(md.get(k)) for k in ("wins", "losses", "ties")) if md.get("wins") is not None else ""
+                label = f"{comp['a']} -> {comp['b']}" if m == primary else "  (judge_pairwise)"
+                c.add_row(label, f"{_fmt(md.get('delta'))} {_ci(md.get('ci'))}", _p(md.get("p_value")), wlt,
+                          str(comp.get("regressions_total", "")) if m == primary else "")
+        console.print(c)
+    canary = result.get("canary")
+    if canary and canary.get("runs"):
+        k = Table(title=f"canary: forgetting check on {canary['items']} general questions")
+        k.add_column("model", no_wrap=True)
+        for m in canary["metrics"]:
+            k.add_column(m, justify="right", no_wrap=True)
+        for r in canary["runs"]:
+            k.add_row(r["candidate"], *[f"{_fmt(r['metrics'][m]['value'])} {_ci(r['metrics'][m]['ci'])}"
+                                        for m in canary["metrics"]])
+        console.print(k)
+        for comp in canary.get("comparisons", []):
+            m = canary["metrics"][0]
+            md = comp["metrics"][m]
+            flag = "FORGETTING" if comp.get("forgetting") else "no significant loss"
+            console.print(f"canary {comp['a']} -> {comp['b']}: {m} {_fmt(md.get('delta'))} {_ci(md.get('ci'))}, "
+                          f"p {_p(md.get('p_value'))}: {flag}")
+    secs = result.get("seconds", {})
+    console.print(f"[dim]{secs.get('total', 0):.1f} s (metrics {secs.get('metrics', 0):.2f} s); per-item "
+                  f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")
+
+
+@click.command("eval")
+@project_arg
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the contract) on stdout.")
+@click.option("--candidate", "candidates", multiple=True, metavar="NAME",
+              help="Evaluate only these candidates (repeatable; shell patterns such as 'tuned:*').")
+@click.option("--strategy", "strategies", multiple=True, type=click.Choice(STRATEGIES),
+              help="Prompt strategies to run (repeatable; default: zero-shot, few-shot, and rag when the project has docs).")
+@click.option("--endpoint", default=None, metavar="URL",
+              help="An OpenAI-compatible server (vLLM, TGI, hosted), e.g. http://localhost:8000/v1.")
+@click.option("--endpoint-model", default=None, metavar="NAME", help="The model name the endpoint serves.")
+@click.option("--api-key-env", default=None, metavar="VAR",
+              help="Environment variable holding the endpoint's API key (the key itself is never stored).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="Requests in flight at once to an endpoint.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds per endpoint request.")
+@click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 20),
+              help="Retries of an endpoint request on 429, 5xx and connection errors (exponential backoff).")
+@click.option("--max-items", type=click.IntRange(min=1), default=None, help="Evaluate at most N eval items.")
+@click.option("--no-cache", is_flag=True, help="Answer every item again (the new answers replace the cached ones).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling (with --temperature > 0).")
+@click.option("--temperature", type=click.FloatRange(0, 5), default=0.0, show_default=True,
+              help="0 is greedy decoding; above 0 samples, seeded by --seed.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Prompts per local generation batch.")
+@click.option("--retriever", type=click.Choice(RETRIEVERS), default="embedding", show_default=True,
+              help="How few-shot examples and RAG passages are found.")
+@click.option("--canary", default="shipped", show_default=True, metavar="shipped|none|FILE",
+              help="Forgetting check: the shipped general-capability canary set, none, or your own JSONL file.")
+@click.option("--judge-model", default=None, metavar="NAME",
+              help="LLM-as-judge: a model served by --judge-endpoint, or a local model id/directory.")
+@click.option("--judge-endpoint", default=None, metavar="URL", help="OpenAI-compatible server of the judge model.")
+@click.option("--judge-api-key-env", default=None, metavar="VAR", help="Environment variable with the judge's API key.")
+@click.option("--local-backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
+              help="Engine for local models: transformers, or vLLM's offline engine (needs `pip install vllm`).")
+@click.option("--trust-remote-code", is_flag=True,
+              help="Allow model repositories to run their own Python code (off by default).")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@guard
+def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
+             concurrency, timeout, retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
+             judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress):
+    """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
+    PROJECT_DIR, with 95% confidence intervals and paired comparisons.
+
+    \b
+    Candidates: base:zero-shot, base:few-shot, base:rag, tuned:<method> (every finished train run),
+    endpoint:<model>:<strategy> (with --endpoint). Answers are cached in .advise/: an unchanged re-run
+    makes no model call, an interrupted one resumes. Exit 2 when nothing can be evaluated.
+    """
+    from rich.console import Console
+
+    from advisor.errors import AdviseError
+    from advisor.project import load_project
+    from evaluators.runner import make_judge, run_eval
+
+    project = load_project(project_dir)
+    if endpoint_model and not endpoint:
+        raise AdviseError("--endpoint-model needs --endpoint URL")
+    canary_arg = None if canary.lower() == "none" else canary
+    if canary_arg not in (None, "shipped"):
+        p = Path(canary_arg)
+        if not p.is_absolute() and not p.exists() and project.root is not None:
+            p = project.root / p
+        if not p.is_file():
+            raise AdviseError("canary file not found", file=p)
+        canary_arg = str(p)
+    judge = None
+    if judge_model or judge_endpoint:
+        judge = make_judge(project, endpoint=judge_endpoint, model=judge_model, api_key_env=judge_api_key_env,
+                           trust_remote_code=trust_remote_code, concurrency=concurrency, timeout=max(timeout, 120))
+    err = Console(stderr=True)
+    result = run_eval(project, candidates=list(candidates) or None, strategies=list(strategies) or None,
+                      endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
+                      concurrency=concurrency, timeout=timeout, max_retries=retries, max_items=max_items, use_cache=not no_cache,
+                      seed=seed, temperature=temperature, batch_size=batch_size, retriever=retriever,
+                      canary=canary_arg, judge=judge, trust_remote_code=trust_remote_code,
+                      progress=not no_progress, console=err, local_backend=local_backend)
+    for w in result.get("warnings", []):
+        click.echo(f"advise: warning: {w}", err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        print_eval(result)
+    sys.stdout.flush()
