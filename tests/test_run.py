@@ -120,3 +120,13 @@ def test_demo_end_to_end_tuned_beats_base_and_rerun_skips_everything(tmp_path):
     assert again["stages"]["baseline"] == "skipped (all items cached)"
     assert again["stages"]["train"].startswith("skipped (run train-")
     assert again["stages"]["tuned"] == "skipped (all items cached)"
+
+
+def test_models_tiny_exist_ok_keeps_a_built_model(tiny_model_dir):
+    """The README's demo command can be run twice: the model is built once."""
+    before = (tiny_model_dir / "model.safetensors").stat().st_mtime_ns
+    r = CliRunner().invoke(main, ["models", "tiny", str(tiny_model_dir), "--exist-ok"])
+    assert r.exit_code == 0 and "kept it" in r.stdout
+    assert (tiny_model_dir / "model.safetensors").stat().st_mtime_ns == before
+    r = CliRunner().invoke(main, ["models", "tiny", str(tiny_model_dir)])
+    assert r.exit_code == 2 and "already holds a model" in r.stderr
