@@ -288,6 +288,14 @@ def _chat_shape(roles: tuple) -> tuple:
     return None, warnings, last, users, assistants
 
 
+def render_plain(messages: list[dict]) -> str:
+    """The prompt as plain text, for models without a chat template. Training and eval both use this
+    one rendering (the reply follows "Assistant:" after a space), so a tuned model is asked exactly as
+    it was trained."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
 def split_implicit_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
     """Split two transcripts that share a prefix into (prompt, chosen reply, rejected reply).
 

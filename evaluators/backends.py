@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdviseError
+from advisor.records import render_plain
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _SAMPLE_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
@@ -289,12 +290,6 @@ def _merge_system(messages: list[dict]) -> list[dict]:
         else:
             rest.insert(0, {"role": "user", "content": system})
     return rest
-
-
-def render_plain(messages: list[dict]) -> str:
-    """A prompt for models without a chat template."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(lines) + "\n\nAssistant:"
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> tuple[str, bool]:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.errors import AdviseError
+from advisor.records import render_plain
 
 ENTRY_POINT_GROUP = "advise.trainers"
 CONFIG_SNAPSHOT = "advise_train.json"  # written into every artifact directory
@@ -578,15 +579,6 @@ def lora_config(config, model, *, task_type: str = "CAUSAL_LM", modules_to_save:
 
 
 # -- data -----------------------------------------------------------------------------------------
-def render_plain(messages: list[dict]) -> str:
-    """A prompt as plain text, for tokenizers without a chat template."""
-    parts = []
-    for m in messages:
-        role = m.get("role", "user")
-        parts.append(m["content"] if role == "user" else f"{role.capitalize()}: {m['content']}")
-    return "\n\n".join(parts) + "\n\n"
-
-
 def sft_rows(records: list, tokenizer) -> list[dict]:
     """Prompt/completion rows: the loss falls on the completion (the assistant reply) only.
 
@@ -595,7 +587,7 @@ def sft_rows(records: list, tokenizer) -> list[dict]:
     if getattr(tokenizer, "chat_template", None):
         return [{"prompt": [{"role": m["role"], "content": m["content"]} for m in r.prompt],
                  "completion": [{"role": "assistant", "content": r.output}]} for r in records]
-    return [{"prompt": render_plain(r.prompt), "completion": r.output} for r in records]
+    return [{"prompt": render_plain(r.prompt), "completion": " " + r.output} for r in records]
 
 
 def preference_rows(records: list, tokenizer) -> list[dict]:
@@ -603,7 +595,8 @@ def preference_rows(records: list, tokenizer) -> list[dict]:
         return [{"prompt": [{"role": m["role"], "content": m["content"]} for m in r.prompt],
                  "chosen": [{"role": "assistant", "content": r.output}],
                  "rejected": [{"role": "assistant", "content": r.rejected}]} for r in records]
-    return [{"prompt": render_plain(r.prompt), "chosen": r.output, "rejected": r.rejected} for r in records]
+    return [{"prompt": render_plain(r.prompt), "chosen": " " + r.output, "rejected": " " + r.rejected}
+            for r in records]
 
 
 def require_sft_records(records: list, plugin_name: str, file=None) -> None:
