@@ -59,8 +59,13 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
     import contextlib
 
     # libraries print to stdout now and then; with --json stdout carries the result only
-    with contextlib.redirect_stdout(sys.stderr):
-        result = execute(plan, progress=TerminalProgress())
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = execute(plan, progress=TerminalProgress())
+    except KeyboardInterrupt:
+        _echo_err(f"advise: run {plan.run_id} stopped; `advise train {project_dir} --resume {plan.run_id}` "
+                  "continues it from its last checkpoint")
+        raise
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return

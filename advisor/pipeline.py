@@ -63,11 +63,14 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     project = load_project(project_dir)
     command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
     docs = project.data_path("docs")
-    assessment, _ = assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command=command)
+    use_emb = bool(docs and docs.is_dir())
+    before = _stored_assessment_id(project, use_emb)
+    assessment, run_id = assess_and_store(project, use_embeddings=use_emb, command=command)
     rec = assessment["recommendation"]
     chosen = method or rec["method"]
     trains = chosen in TRAINING_METHODS
-    result = PipelineResult("done", chosen, {"assess": "ran"})
+    result = PipelineResult("done", chosen, {"assess": "skipped (stored assessment still valid)"
+                                             if before and before == run_id else "ran"})
     result.plan = _plan(assessment, chosen, trains, until)
     if not trains:
         result.notes.append(
@@ -102,6 +105,20 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     result.report = str(_report(project, report_path, result))
     result.stages["report"] = "ran"
     return result
+
+
+def _stored_assessment_id(project, use_embeddings: bool) -> str | None:
+    from advisor.assess import inputs_hash
+    from advisor.store import Store
+
+    if not (project.store_dir / "store.sqlite").is_file():
+        return None
+    store = Store.for_project(project)
+    try:
+        run = store.latest_run("assess", inputs_hash=inputs_hash(project), name="embeddings" if use_embeddings else "plain")
+        return run["id"] if run else None
+    finally:
+        store.close()
 
 
 def _evaluate(project, result: PipelineResult, stage: str, *, candidates, progress: bool) -> None:

@@ -117,6 +117,7 @@ def test_demo_end_to_end_tuned_beats_base_and_rerun_skips_everything(tmp_path):
     assert page["console"] == [] and page["scripts"] == 0 and len(page["requests"]) == 1
     assert "tuned:lora" in page["text"] and "Gates: PASS" in page["text"]
     again = json.loads(run(root, "--json").stdout)
+    assert again["stages"]["assess"] == "skipped (stored assessment still valid)"
     assert again["stages"]["baseline"] == "skipped (all items cached)"
     assert again["stages"]["train"].startswith("skipped (run train-")
     assert again["stages"]["tuned"] == "skipped (all items cached)"

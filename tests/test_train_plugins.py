@@ -177,6 +177,7 @@ def test_classifier_on_offline_minilm_learns_the_labels(tmp_path, train_tiny_mod
         logits = model(**tok([e.key for e in ev], return_tensors="pt", padding=True)).logits
     pred = [model.config.id2label[int(i)] for i in logits.argmax(-1)]
     acc = sum(p_ == e.output for p_, e in zip(pred, ev, strict=True)) / len(ev)
+    print(f"classifier (all-MiniLM-L6-v2 + LoRA) held-out accuracy: {acc:.2f}")
     assert acc > 0.6, acc
 
 
@@ -204,4 +205,5 @@ def test_lora_beats_the_tiny_base_model_on_ticket_routing(tmp_path):
         out = model.generate(**enc, max_new_tokens=12, do_sample=False)
     answers = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     acc = sum(a.strip() == e.output for a, e in zip(answers, ev, strict=True)) / len(ev)
+    print(f"lora on the tiny model: held-out label accuracy {acc:.2f} (5 labels, chance 0.2)")
     assert acc >= 0.6, (acc, answers[:5])

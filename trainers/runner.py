@@ -455,18 +455,12 @@ def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> di
         else:
             result = run_request(request, resume=plan.resume, progress=progress, prior_history=plan.prior_history,
                                  project=plan.project, records=plan.records)
-    except KeyboardInterrupt:
-        store.finish_run(plan.run_id, "interrupted", error="interrupted")
-        lock.unlink(missing_ok=True)
-        store.close()
-        raise
-    except AdviseError as e:
-        store.finish_run(plan.run_id, "failed", error=str(e))
-        lock.unlink(missing_ok=True)
-        store.close()
-        raise
-    except Exception as e:
-        store.finish_run(plan.run_id, "failed", error=f"{type(e).__name__}: {e}")
+    except BaseException as e:  # record the outcome, then let the CLI report it
+        if isinstance(e, KeyboardInterrupt):
+            store.finish_run(plan.run_id, "interrupted", error="interrupted")
+        else:
+            store.finish_run(plan.run_id, "failed",
+                             error=str(e) if isinstance(e, AdviseError) else f"{type(e).__name__}: {e}")
         lock.unlink(missing_ok=True)
         store.close()
         raise
