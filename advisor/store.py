@@ -134,6 +134,11 @@ class Store:
                         (status, json.dumps(result, default=str) if result is not None else None, error,
                          time.time(), run_id))
 
+    def reopen_run(self, run_id: str, command: str | None = None) -> None:
+        """A resumed run goes back to 'running' under the same id (its result and end are cleared)."""
+        self.db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL, result=NULL, "
+                        "command=COALESCE(?, command) WHERE id=?", (command, run_id))
+
     def update_result(self, run_id: str, result: dict) -> None:
         self.db.execute("UPDATE runs SET result=? WHERE id=?", (json.dumps(result, default=str), run_id))
 

@@ -19,6 +19,9 @@ def test_runs_round_trip_and_latest(tmp_path):
     assert s.get_run(a)["result"] == {"items": 3} and s.get_run(a)["config"] == {"k": 1}
     assert s.latest_run("eval", inputs_hash="other") is None
     assert [r["id"] for r in s.list_runs("eval")] == [b, a]
+    s.reopen_run(b, "advise train --resume")
+    r = s.get_run(b)
+    assert r["status"] == "running" and r["error"] is None and r["ended"] is None and r["command"] == "advise train --resume"
 
 
 def test_item_cache_and_train_log(tmp_path):

@@ -403,9 +403,7 @@ def _launch_command(plan: TrainPlan, request_path: Path) -> list[str]:
 
 
 def _reopen(store, run_id: str, command: str) -> None:
-    # the store has no "reopen" call: a resumed run goes back to running under the same id
-    store.db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL, command=? WHERE id=?",
-                     (command, run_id))
+    store.reopen_run(run_id, command)
 
 
 def _stderr_fd():
