@@ -149,7 +149,15 @@ class _Checker:
         if rec is not None:
             return rec
         msgs = self.messages(obj["messages"], line)
-        roles = tuple([m["role"] for m in msgs])
+        last, users, assistants = self._shape(tuple([m["role"] for m in msgs]), line)
+        output = msgs[last]["content"]
+        targets = [msgs[i]["content"] for i in assistants if msgs[i].get("weight", 1) != 0]
+        key = msgs[users[0]]["content"] if len(users) == 1 else "\n".join([msgs[i]["content"] for i in users])
+        return Record(line, "chat", msgs[:last], output, key, targets=targets or [output])
+
+    def _shape(self, roles: tuple, line: int) -> tuple[int, list[int], list[int]]:
+        """Check a sequence of roles once per distinct sequence (cached); report its warnings at
+        ``line``; return (index of the last assistant message, user indices, assistant indices)."""
         shape = self._shapes.get(roles)
         if shape is None:
             shape = _chat_shape(roles)
@@ -160,10 +168,7 @@ class _Checker:
             raise _Invalid(*error)
         for code, detail in warnings:
             self.f.add(code, self.file, line, detail)
-        output = msgs[last]["content"]
-        targets = [msgs[i]["content"] for i in assistants if msgs[i].get("weight", 1) != 0]
-        key = msgs[users[0]]["content"] if len(users) == 1 else "\n".join([msgs[i]["content"] for i in users])
-        return Record(line, "chat", msgs[:last], output, key, targets=targets or [output])
+        return last, users, assistants
 
     def _chat_fast(self, msgs, line: int) -> Record | None:
         """The common case in a few C-level passes: every message is exactly {"role": <known role>,
@@ -177,20 +182,12 @@ class _Checker:
             contents = [m["content"] for m in msgs]
             if not all(map(str.strip, contents)):  # TypeError when one is not text
                 return None
-            shape = self._shapes.get(roles)  # TypeError when a role is not hashable
+            known = roles in self._shapes  # TypeError when a role is not hashable
         except (TypeError, KeyError):
             return None
-        if shape is None:
-            if not all(r.__class__ is str and r in ROLES for r in roles):
-                return None
-            shape = _chat_shape(roles)
-            if len(self._shapes) < 4096:
-                self._shapes[roles] = shape
-        error, warnings, last, users, assistants = shape
-        if error is not None:
-            raise _Invalid(*error)
-        for code, detail in warnings:
-            self.f.add(code, self.file, line, detail)
+        if not known and not all(r.__class__ is str and r in ROLES for r in roles):
+            return None
+        last, users, assistants = self._shape(roles, line)
         output = contents[last]
         key = contents[users[0]] if len(users) == 1 else "\n".join([contents[i] for i in users])
         prompt = [{"role": r, "content": c} for r, c in zip(roles[:last], contents[:last], strict=True)]

@@ -13,30 +13,19 @@ asserts nothing and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from assess_speed import ensure_project, machine, median, run_assess  # noqa: E402
+from assess_speed import median, run_assess, setup  # noqa: E402
 
 LIMIT_MB = 2048
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="train examples (default 1,000,000)")
-    ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--dir", type=Path, default=None, help="project directory (default /tmp/advise-bench-<n>)")
-    ap.add_argument("--workers", default=None, help="ADVISE_WORKERS for assess (default: assess decides)")
-    a = ap.parse_args(argv)
-    project = ensure_project(a.dir or Path(f"/tmp/advise-bench-{a.n}"), a.n)
-    size_mb = (project / "data" / "train.jsonl").stat().st_size / 1e6
-    env = {"ADVISE_WORKERS": str(a.workers)} if a.workers else None
-    start = machine()
-    print(f"project {project}: {a.n:,} train examples, {size_mb:.1f} MB; load average {start['load_average']}")
+    a, project, size_mb, env, start = setup(argv, __doc__, 1_000_000, 1)
     rows = []
     for i in range(a.runs):
         rows.append(run_assess(project, env))

@@ -134,10 +134,12 @@ def machine() -> dict:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=100_000, help="train examples (default 100,000)")
-    ap.add_argument("--runs", type=int, default=3)
+def setup(argv: list[str] | None, doc: str, n: int, runs: int):
+    """The arguments and generated project shared by the assess benches:
+    (args, project dir, train file MB, assess environment, machine facts at the start)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=n, help=f"train examples (default {n:,})")
+    ap.add_argument("--runs", type=int, default=runs)
     ap.add_argument("--dir", type=Path, default=None, help="project directory (default /tmp/advise-bench-<n>)")
     ap.add_argument("--workers", default=None, help="ADVISE_WORKERS for assess (default: assess decides)")
     a = ap.parse_args(argv)
@@ -146,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {"ADVISE_WORKERS": str(a.workers)} if a.workers else None
     start = machine()
     print(f"project {project}: {a.n:,} train examples, {size_mb:.1f} MB; load average {start['load_average']}")
+    return a, project, size_mb, env, start
+
+
+def main(argv: list[str] | None = None) -> int:
+    a, project, size_mb, env, start = setup(argv, __doc__, 100_000, 3)
     (project / "data" / "train.jsonl").read_bytes()  # warm the page cache for both
     base, ours = [], []
     for i in range(a.runs):
