@@ -161,7 +161,10 @@ def model_fingerprint(model: str | Path, revision: str | None = None) -> dict[st
 
 
 def _quiet_transformers() -> None:
+    import logging
     import warnings
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # an optional CPU kernel it lacks: noise
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # deprecation chatter of transformers/peft internals is not the user's business

@@ -88,6 +88,40 @@ def test_lora_trains_records_and_loads_back(ticket, train_tiny_model):
     assert not torch.allclose(before, _logits(tuned, tok))
 
 
+def test_qlora_trains_a_4bit_base_on_the_cpu_backend_and_loads_back(tmp_path, train_tiny_model):
+    """The qlora code path for real: bitsandbytes NF4 layers under a LoRA adapter. Without a CUDA GPU it
+    runs on bitsandbytes' CPU backend, which the project must opt in to (train.allow_cpu)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "q", train_tiny_model, {**SFT_TRAIN, "allow_cpu": True})
+    r = fx.train(p, "qlora")
+    assert r["method"] == "qlora" and r["artifact_kind"] == "adapter" and r["steps"] == 8
+    assert r["metrics"]["quantization"] == "4-bit nf4"
+    assert fx.loss_fell(r), fx.losses(r)
+    _check_record(p, r, "qlora")
+    tensors = fx.adapter_tensors(r["artifact"])
+    assert any("lora_A" in k for k in tensors)
+    # the adapter is not quantised: trl keeps QLoRA adapters in bf16, as the QLoRA paper does
+    assert all(t.dtype.is_floating_point for t in tensors.values())
+    # the adapter applies to the 4-bit base it was trained on, and to the plain fp32 base (what export merges)
+    q = AutoModelForCausalLM.from_pretrained(
+        train_tiny_model, device_map={"": "cpu"}, dtype=torch.float32,
+        quantization_config=__import__("transformers").BitsAndBytesConfig(load_in_4bit=True))
+    assert isinstance(q.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    tok = AutoTokenizer.from_pretrained(r["artifact"])
+    before = _logits(q, tok)
+    assert not torch.allclose(before, _logits(PeftModel.from_pretrained(q, r["artifact"]), tok))
+    # export merges the bf16 adapter into the full-precision base: a plain transformers model
+    out = tmp_path / "merged"
+    res = fx.cli("export", r["artifact"], out)
+    assert res.exit_code == 0, res.stderr
+    merged = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True).eval()
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(train_tiny_model), r["artifact"])
+    torch.testing.assert_close(_logits(merged, tok), _logits(peft_model.eval(), tok), rtol=1e-3, atol=1e-3)
+
+
 def test_full_trains_and_loads_with_plain_transformers(ticket, train_tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -37,9 +37,13 @@ class SFTFields(PluginConfig):
 
 
 def quiet_libraries() -> None:
+    import logging
     import os
     import warnings
 
+    # bitsandbytes (installed for qlora, imported by peft) tells at import that an optional CPU kernel
+    # package is missing; its pure-torch fallback is what runs, so that line is noise in every lora run
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -1,8 +1,11 @@
 """``qlora``: LoRA on a base model quantised to 4 bits (bitsandbytes NF4), through trl's SFTTrainer.
 
 Needs a CUDA GPU and bitsandbytes; on a machine without them it refuses with one line before any work
-(``preflight``). Everything else is the lora plugin: loss on the assistant reply only, the adapter in
-safetensors (merge it with ``advise export``, which reloads the base in 16/32 bits).
+(``preflight``). ``allow_cpu: true`` opts in to bitsandbytes' CPU backend (bitsandbytes >= 0.48): the
+same 4-bit NF4 layers, dequantised on the CPU - slow, but it checks a QLoRA setup end to end on a
+laptop or in CI, and it is how this plugin's test trains for real on a machine without a GPU.
+Everything else is the lora plugin: loss on the assistant reply only, the adapter in safetensors
+(merge it with ``advise export``, which reloads the base in 16/32 bits).
 """
 
 from __future__ import annotations
@@ -27,14 +30,35 @@ from trainers.sft import SFTFields, train_sft
 class QLoraPluginConfig(LoraFields, SFTFields):
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type of the frozen base weights.")
     double_quant: bool = Field(True, description="Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    allow_cpu: bool = Field(False, description="Without a CUDA GPU, run bitsandbytes' CPU backend (bitsandbytes "
+                            ">= 0.48) instead of refusing: slow; for checking a QLoRA setup without a GPU.")
 
 
 def preflight(config: QLoraPluginConfig, device: DeviceInfo) -> None:
-    if device.type != "cuda":
+    if device.type != "cuda" and not (config.allow_cpu and device.type == "cpu"):
         raise AdviseError(f"the qlora plugin loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU, "
-                          f"and this machine has none ({device.type}); use --method lora (16-bit LoRA) here")
-    if import_optional("bitsandbytes") is None:
+                          f"and this machine has none ({device.type}); use --method lora (16-bit LoRA) here, or "
+                          "set train.allow_cpu: true for bitsandbytes' slow CPU backend")
+    bnb = import_optional("bitsandbytes")
+    if bnb is None:
         raise AdviseError("the qlora plugin needs bitsandbytes (pip install bitsandbytes); or use --method lora")
+    if device.type == "cpu" and not _cpu_4bit_works(bnb):
+        raise AdviseError(f"train.allow_cpu: bitsandbytes {getattr(bnb, '__version__', '?')} has no CPU backend for "
+                          "4-bit weights (it came with bitsandbytes 0.48); pip install -U bitsandbytes, or use "
+                          "--method lora")
+
+
+def _cpu_4bit_works(bnb) -> bool:
+    """Quantise and dequantise one small CPU tensor: the feature itself, not a version number."""
+    import torch
+
+    try:
+        w = torch.randn(64, 64)
+        q, state = bnb.functional.quantize_4bit(w, quant_type="nf4")
+        back = bnb.functional.dequantize_4bit(q, state)
+    except Exception:  # noqa: BLE001 - any failure of the backend means "not supported here"
+        return False
+    return back.shape == w.shape and bool(torch.isfinite(back).all())
 
 
 def train(req: TrainRequest) -> TrainResult:
@@ -49,13 +73,18 @@ def train(req: TrainRequest) -> TrainResult:
     c = req.config
     device = select_device(c.precision)
     preflight(c, device)
-    compute = torch.bfloat16 if device.bf16 else torch.float16
-    kw = model_load_kwargs(c, device, dtype="bfloat16" if device.bf16 else "float16")
+    # the layers that stay unquantised and the 4-bit matmuls compute in bf16 on a capable GPU, fp16 on an older
+    # one, fp32 on the CPU (CPU fp16 matmuls are slow and lossy)
+    dtype = "bfloat16" if device.bf16 else "float16" if device.type == "cuda" else "float32"
+    kw = model_load_kwargs(c, device, dtype=dtype)
     kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=c.quant_type,
                                                    bnb_4bit_use_double_quant=c.double_quant,
-                                                   bnb_4bit_compute_dtype=compute)
-    kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    model = AutoModelForCausalLM.from_pretrained(req.base_model, **kw)
+                                                   bnb_4bit_compute_dtype=getattr(torch, dtype))
+    kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if device.type == "cuda" else "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(req.base_model, **kw)
+    except OSError as e:
+        raise AdviseError(f"cannot load the base model '{req.base_model}': {str(e).splitlines()[0]}") from None
     gc = c.gradient_checkpointing if c.gradient_checkpointing is not None else True
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
     return train_sft(req, model=model, peft_config_fn=lambda cfg, m: lora_config(cfg, m),
@@ -66,7 +95,7 @@ plugin = TrainerPlugin(
     name="qlora",
     config_class=QLoraPluginConfig,
     train=train,
-    description="LoRA on a 4-bit (NF4) base model; needs a CUDA GPU and bitsandbytes.",
+    description="LoRA on a 4-bit (NF4) base model; needs bitsandbytes and a CUDA GPU (or allow_cpu).",
     data="sft",
     artifact_kind="adapter",
     preflight=preflight,
