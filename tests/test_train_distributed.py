@@ -65,5 +65,36 @@ def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path, train_tiny_m
     res = fx.advise_subprocess("train", p, "--method", "lora", "--accelerate-config", cfg, "--json", timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
-    assert out["hardware"]["launcher"] == "accelerate" and out["steps"] == 6
+    assert (out["hardware"]["launcher"], out["hardware"]["distributed"]) == ("accelerate", "NO")
+    assert out["steps"] == 6 and fx.loss_fell(out), fx.losses(out)
     assert (Path(out["artifact"]) / "adapter_model.safetensors").is_file()
+
+
+def _refused(project, cfg, *extra, match):
+    res = fx.cli("train", project, "--method", "lora", "--accelerate-config", cfg, *extra)
+    assert res.exit_code == 2
+    line = res.stderr.strip()
+    assert "\n" not in line and line.startswith(f"advise: {cfg}: {match}"), line
+    assert not (project / ".advise" / "runs").exists()
+
+
+def test_accelerate_configs_that_would_not_run_as_written_on_cpus_are_refused(tmp_path, train_tiny_model):
+    """accelerate quietly changes what runs on CPUs: FSDP / DeepSpeed become plain data parallelism, and
+    several CPU processes without mpirun become one. advise refuses before any work instead."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "acc", train_tiny_model, TRAIN)
+    for kind in ("FSDP", "DEEPSPEED"):
+        cfg = tmp_path / f"{kind}.yaml"
+        cfg.write_text(f"distributed_type: {kind}\nnum_processes: 2\nfsdp_config:\n  fsdp_version: 2\n")
+        _refused(p, cfg, match=f"the accelerate config asks for distributed_type: {kind}, which accelerate runs "
+                               "only on GPUs, and this machine has no CUDA GPU")
+    cfg = tmp_path / "cpu.yaml"
+    cfg.write_text("distributed_type: MULTI_CPU\nnum_processes: 2\nuse_cpu: true\n")
+    _refused(p, cfg, match="2 processes on CPUs: accelerate launch starts several CPU processes only through "
+                           "mpirun (mpirun_config), and the config sets use_cpu: true, so it would run one; "
+                           "use --nproc 2 without --accelerate-config")
+    cfg.write_text("distributed_type: 'NO'\nnum_processes: 1\nuse_cpu: true\n")
+    _refused(p, cfg, "--nproc", "3", match="3 processes on CPUs")

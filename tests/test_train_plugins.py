@@ -88,6 +88,22 @@ def test_lora_trains_records_and_loads_back(ticket, train_tiny_model):
     assert not torch.allclose(before, _logits(tuned, tok))
 
 
+def test_lora_in_bf16_takes_the_gpu_code_path_on_the_cpu(tmp_path, train_tiny_model):
+    """precision: bf16 is what a capable GPU gets by default (a bf16 frozen base, bf16 mixed precision);
+    on the CPU it is opt-in, and the same code trains, records bf16 and saves a loadable adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "b", train_tiny_model, {**SFT_TRAIN, "precision": "bf16"})
+    r = fx.train(p, "lora")
+    assert fx.loss_fell(r), fx.losses(r)
+    assert r["hardware"]["type"] == "cpu" and r["hardware"]["bf16"] is True
+    _check_record(p, r, "lora")
+    tensors = fx.adapter_tensors(r["artifact"])
+    assert any("lora_A" in k for k in tensors)
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(train_tiny_model), r["artifact"])
+
+
 def test_qlora_trains_a_4bit_base_on_the_cpu_backend_and_loads_back(tmp_path, train_tiny_model):
     """The qlora code path for real: bitsandbytes NF4 layers under a LoRA adapter. Without a CUDA GPU it
     runs on bitsandbytes' CPU backend, which the project must opt in to (train.allow_cpu)."""

@@ -749,13 +749,16 @@ def run_trainer(trainer, req: TrainRequest, device: DeviceInfo, peak: PeakMemory
         save(req.artifact_dir)
     m = dict(metrics or {})
     m["train_loss_mean"] = out.training_loss
+    hardware = device.to_json()
+    dist = getattr(getattr(trainer, "accelerator", None), "distributed_type", None)
+    hardware["distributed"] = getattr(dist, "value", str(dist)) if dist is not None else "NO"
     return TrainResult(
         artifact=req.artifact_dir,
         artifact_kind=artifact_kind,
         loss_history=history,
         train_tokens=tokens,
         wall_seconds=wall,
-        hardware=device.to_json(),
+        hardware=hardware,
         peak_memory_mb=round(peak.mb(), 1),
         steps=trainer.state.global_step,
         resumed_from_step=resumed_step,

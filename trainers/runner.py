@@ -119,6 +119,10 @@ def _data_facts(project, data) -> dict:
     return facts
 
 
+# sharded / offloaded training that accelerate sets up only with CUDA devices
+GPU_ONLY_DISTRIBUTED = {"FSDP", "DEEPSPEED", "MEGATRON_LM"}
+
+
 def _check_launch(nproc: int, accelerate_config: Path | None) -> None:
     if nproc < 1:
         raise AdviseError("--nproc must be 1 or more")
@@ -134,7 +138,22 @@ def _check_launch(nproc: int, accelerate_config: Path | None) -> None:
         if not isinstance(cfg, dict):
             raise AdviseError("expected an accelerate config (a YAML mapping, as `accelerate config` writes)",
                               file=accelerate_config)
-        if cfg.get("distributed_type") == "DEEPSPEED":
+        kind = str(cfg.get("distributed_type") or "NO").upper()
+        import torch
+
+        on_cpu = bool(cfg.get("use_cpu")) or not torch.cuda.is_available()
+        where = "the config sets use_cpu: true" if cfg.get("use_cpu") else "this machine has no CUDA GPU"
+        if kind in GPU_ONLY_DISTRIBUTED and on_cpu:
+            raise AdviseError(f"the accelerate config asks for distributed_type: {kind}, which accelerate runs "
+                              f"only on GPUs, and {where} (accelerate would quietly fall back to plain "
+                              "data parallelism); use --nproc N without --accelerate-config on CPUs",
+                              file=accelerate_config)
+        n = nproc if nproc > 1 else int(cfg.get("num_processes") or 1)
+        if n > 1 and on_cpu and not cfg.get("mpirun_config"):
+            raise AdviseError(f"{n} processes on CPUs: accelerate launch starts several CPU processes only through "
+                              f"mpirun (mpirun_config), and {where}, so it would run one; use --nproc {n} without "
+                              "--accelerate-config (torchrun with gloo)", file=accelerate_config)
+        if kind == "DEEPSPEED":
             from trainers.base import import_optional
 
             if import_optional("deepspeed") is None:
