@@ -149,7 +149,7 @@ def inputs_hash(project: Project) -> str:
     from advisor.store import file_hash, stable_hash
 
     code = Path(__file__).parent
-    parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(project.root),
+    parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(Path(project.root).resolve()),
                    # the code itself (a development install changes without a version bump)
                    "code": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(code.glob("*.py"))]}
     for key in ("train", "eval"):

@@ -67,7 +67,7 @@ class Constraints(_Strict):
         raise ValueError('expected text like "1x A100-80GB" or "none"')
 
 
-GateValue = str | float | int | dict[str, Any]
+GateValue = str | float | int | dict[str, Any] | list[dict[str, Any]]  # a list: item rules (items:)
 
 
 class EvalSpec(_Strict):
@@ -182,6 +182,18 @@ def _key_line(node: yaml.Node | None, path: tuple) -> int | None:
     return line
 
 
+_UNION_HINTS = {
+    ("eval", "gates"): 'expected a threshold like ">= 0.85", a number, a mapping like {min: 0.4, on: lower_bound}, '
+                       "or for items: a list of {tag: NAME, no_worse: true}",
+}
+
+
+def _plain_loc(loc: tuple) -> tuple:
+    """The key path of a pydantic error without the union member names (str, dict[str,any], ...)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in ("str", "float", "int", "dict", "list", "bool")
+                                                               or "[" in p or p.startswith("function-"))))
+
+
 def _explain(err: dict) -> str:
     kind = err.get("type", "")
     if kind == "missing":
@@ -192,15 +204,48 @@ def _explain(err: dict) -> str:
     return msg if msg.startswith("expected") else f"is invalid: {msg}"
 
 
+class ProjectLoader(yaml.SafeLoader):
+    """YAML as people mean it in a config file: only true/false are booleans (YAML 1.2), so a key
+    ``on:`` or a value ``no`` stays text; a key given twice is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+ProjectLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ProjectLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def _yaml_error_line(e: yaml.YAMLError, text: str) -> int | None:
+    """The problem's line, or the line of its context (an unclosed '[') when the problem is past the end."""
+    problem, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    n_lines = max(1, len(text.splitlines()))
+    if problem is not None and (problem.line < n_lines or context is None):
+        return min(problem.line, n_lines - 1) + 1
+    return context.line + 1 if context is not None else None
+
+
 def parse_project(text: str, root: Path, file: Path) -> Project:
     try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=ProjectLoader)
+        raw = yaml.load(text, Loader=ProjectLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = mark.line + 1 if mark else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise AdviseError(f"YAML syntax error: {problem}", file=file, line=line) from None
+        context = getattr(e, "context", None)
+        if context and getattr(e, "context_mark", None) is not None and context not in problem:
+            problem = f"{problem} ({context} at line {e.context_mark.line + 1})"
+        raise AdviseError(f"YAML syntax error: {problem}", file=file, line=_yaml_error_line(e, text)) from None
     if raw is None:
         raise AdviseError("is empty; `advise init DIR` writes a commented example", file=file)
     if not isinstance(raw, dict):
@@ -208,12 +253,19 @@ def parse_project(text: str, root: Path, file: Path) -> Project:
     try:
         project = Project.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("str", "float", "int", "dict")))
+        errors = e.errors()
+        err = errors[0]
+        loc = _plain_loc(err["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
         line = _key_line(node, loc)
-        more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-        raise AdviseError(f"{key} {_explain(err)}{more}", file=file, line=line) from None
+        # a value that matches none of a union's types gives one error a type: one problem, not several
+        same = [x for x in errors if _plain_loc(x["loc"])[:len(loc)] == loc]
+        why = _explain(err)
+        if len(same) > 1:
+            why = f"has the wrong form: {_UNION_HINTS.get(loc[:2], 'see `advise schema` for what it accepts')}"
+        rest = len(errors) - len(same)
+        more = f" (and {rest} more problem(s))" if rest > 0 else ""
+        raise AdviseError(f"{key} {why}{more}", file=file, line=line) from None
     project.root = root
     # confine data paths now, so every command fails early and the same way
     for key in ("train", "eval", "docs"):

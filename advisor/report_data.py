@@ -9,9 +9,16 @@ from advisor.project import Project
 from advisor.store import Store
 
 
-def _latest_assessment(store: Store) -> dict | None:
+def _current_assessment(project: Project, store: Store) -> tuple[dict | None, bool]:
+    """(assessment, stale): the stored assessment of the project's current inputs; when there is none,
+    the newest one, flagged stale (an unchanged project reuses an older run, so "newest" is not "current")."""
+    from advisor.assess import inputs_hash
+
+    run = store.latest_run("assess", inputs_hash=inputs_hash(project))
+    if run and run.get("result"):
+        return run["result"], False
     run = store.latest_run("assess")
-    return run["result"] if run else None
+    return (run["result"], True) if run and run.get("result") else (None, False)
 
 
 def _worse(ev: dict) -> dict | None:
@@ -65,7 +72,12 @@ def _versions() -> dict:
 def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> dict:
     from evaluators.runner import stored_results
 
-    assessment = _latest_assessment(store)
+    assessment, stale = _current_assessment(project, store)
+    pipeline = dict(pipeline or {})
+    if stale:
+        pipeline["notes"] = [*pipeline.get("notes", []),
+                             "This assessment was made for earlier inputs: project.yaml, the data, docs or rubrics "
+                             "changed since. Run advise assess to bring it up to date."]
     ev = None
     try:
         ev = stored_results(project, store)
@@ -112,5 +124,5 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         "train": train,
         "gate": _gate(project, store, ev),
         "repro": repro,
-        "pipeline": pipeline or {},
+        "pipeline": pipeline,
     }

@@ -75,12 +75,20 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
     def bad(key: str, why: str):
         raise AdviseError(f"eval.gates.{key}: {why}", file=file)
 
+    def number(key: str, v) -> float:
+        if isinstance(v, bool):
+            bad(key, f"expected a number, got {v!r}")
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            bad(key, f"expected a number, got {v!r}")
+
     for key, val in (spec or {}).items():
         if key == "canary":
             if not isinstance(val, dict) or "max_drop" not in val:
                 bad(key, "expected {max_drop: 0.05}")
             gates.append(Gate(f"canary drop <= {val['max_drop']}", "canary", metric="canary",
-                              margin=float(val["max_drop"]), baseline=val.get("baseline"), key=key))
+                              margin=number(f"{key}.max_drop", val["max_drop"]), baseline=val.get("baseline"), key=key))
             continue
         if key == "items":
             rules = val if isinstance(val, list) else [val]
@@ -120,16 +128,13 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
             bad(f"{key}.on", "expected value, lower_bound or upper_bound")
         for word, op in (("min", ">="), ("max", "<=")):
             if word in val:
-                try:
-                    t = float(val[word])
-                except (TypeError, ValueError):
-                    bad(f"{key}.{word}", "expected a number")
+                t = number(f"{key}.{word}", val[word])
                 gates.append(Gate(f"{key} {op} {t:g}" + ("" if on == "value" else f" ({on.replace('_', ' ')} of 95% CI)"),
                                   "threshold", key, op, t, on=on, key=f"{key}.{word}"))
         nr = val.get("no_regression")
         if nr:
             nr = nr if isinstance(nr, dict) else {}
-            margin = float(nr.get("margin", val.get("margin", DEFAULT_MARGIN)))
+            margin = number(f"{key}.no_regression.margin", nr.get("margin", val.get("margin", DEFAULT_MARGIN)))
             base = nr.get("baseline", val.get("baseline"))
             gates.append(Gate(f"{key} no worse than {base or 'baseline'} by more than {margin:g}", "regression",
                               key, margin=margin, baseline=base, key=f"{key}.no_regression"))

@@ -144,12 +144,40 @@ def test_underpowered_gate_warns_but_passes(evaluated):
      "no stored eval results for baseline 'base:rag'"),
     ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "no stored eval results for candidate 'tuned:nothing'"),
     ({"accuracy": ">= 0.8"}, [], "the stored eval results have no tuned candidate"),
+    ({"accuracy": {"no_regression": {"margin": "abc"}}}, ["--candidate", ORACLE],
+     "eval.gates.accuracy.no_regression.margin: expected a number, got 'abc'"),
+    ({"canary": {"max_drop": "lots"}}, ["--candidate", ORACLE], "eval.gates.canary.max_drop: expected a number"),
 ])
 def test_usage_and_input_errors_exit_2(evaluated, gates, args, msg):
     with_gates(evaluated, gates)
     r = gate(evaluated, *args)
     assert r.exit_code == 2, r.output
     assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_gates_example_of_the_docs_loads_from_project_yaml(evaluated, tmp_path):
+    """docs/ci.md's eval.gates block, as written, is a valid project.yaml and gives the gates it describes."""
+    import shutil
+
+    from advisor.project import load_project
+    from evaluators.gates import parse_gates
+
+    block = (REPO / "docs" / "ci.md").read_text().split("```yaml")[1].split("```")[0]
+    root = tmp_path / "docs-gates"
+    shutil.copytree(evaluated, root)
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    del cfg["eval"]
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False) + block)  # the block verbatim
+    project = load_project(root)
+    assert project.eval.gates["rouge_l"] == {"min": 0.40, "on": "lower_bound"}  # `on` is a key, not YAML 1.1's True
+    kinds = [g.kind for g in parse_gates(project.eval.gates)]
+    assert kinds == ["threshold", "threshold", "regression", "canary", "items"]
+    # through the command: the items rule runs (the sample's eval items carry no tags: nothing to compare)
+    with_gates(root, {"items": [{"tag": "safety", "no_worse": True, "metric": "accuracy"}]})
+    r = gate(root, "--candidate", ORACLE, "--baseline", BASE, "--json")
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.stdout)["gates"][0]
+    assert (g["status"], g["message"]) == ("warn", "no item is tagged 'safety': this rule checked nothing")
 
 
 def test_store_from_an_older_version_is_an_error_not_a_pass(evaluated, tmp_path):

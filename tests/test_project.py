@@ -16,8 +16,25 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
     msg = r.stderr.strip()
     assert "\n" not in msg and "Traceback" not in r.output
     assert f"{tmp_path / 'project.yaml'}:" in msg and "YAML syntax error" in msg
-    line = int(msg.split("project.yaml:")[1].split(":")[0])
-    assert line in (4, 5)
+    # the unclosed '[' is on line 4; the parser notices at the end of the file, after it
+    assert "project.yaml:4: YAML syntax error: expected ',' or ']'" in msg and "flow sequence at line 4" in msg
+
+
+def test_config_yaml_as_people_mean_it(tmp_path):
+    from advisor.project import load_project
+
+    head = "name: x\ntask: t\ndata:\n  train: d.jsonl\n"
+    (tmp_path / "project.yaml").write_text(head + "eval:\n  gates:\n    rouge_l: {min: 0.4, on: lower_bound}\n")
+    assert load_project(tmp_path).eval.gates == {"rouge_l": {"min": 0.4, "on": "lower_bound"}}  # not {True: ...}
+    (tmp_path / "project.yaml").write_text(head + "task: other\n")
+    r = run("assess", tmp_path)
+    assert r.exit_code == 2
+    assert "project.yaml:5: YAML syntax error: found duplicate key 'task' (first at line 2)" in r.stderr
+    (tmp_path / "project.yaml").write_text(head + "eval:\n  gates:\n    accuracy: [1, 2]\n")
+    r = run("assess", tmp_path)
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "project.yaml:7: eval.gates.accuracy has the wrong form: expected a threshold like" in r.stderr
+    assert "more problem" not in r.stderr
 
 
 def test_schema_error_names_key_path_and_line(tmp_path):

@@ -84,6 +84,41 @@ def test_prompting_verdict_runs_the_strategies_and_skips_training(tmp_path, tiny
     assert "base:few-shot" in (tmp_path / "again.html").read_text()
 
 
+def test_report_shows_the_assessment_of_the_current_inputs(tmp_path, monkeypatch):
+    """An unchanged project reuses its stored assessment, which need not be the newest one: the report
+    must show the verdict of the inputs as they are, and say so when it only has an older one."""
+    root = project_copy(tmp_path, "toy-chat", "some/model")
+    original = (root / "project.yaml").read_text()
+    assert "\nmethod: auto\n" in original
+
+    def assess():
+        r = CliRunner().invoke(main, ["assess", str(root), "--no-embeddings", "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["recommendation"]["method"]
+
+    def report():
+        r = CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "r.html")])
+        assert r.exit_code == 0, r.output
+        return (tmp_path / "r.html").read_text()
+
+    assert assess() == "prompting"
+    (root / "project.yaml").write_text(original.replace("\nmethod: auto\n", "\nmethod: full\n"))
+    assert assess() == "full"
+    (root / "project.yaml").write_text(original)
+    assert assess() == "prompting" and kinds(root).count("assess") == 2  # the first run, reused
+    html = report()
+    assert '<div class="method">PROMPTING' in html and "made for earlier inputs" not in html
+    # the same project spelled another way is the same assessment
+    monkeypatch.chdir(root)
+    assert CliRunner().invoke(main, ["assess", ".", "--no-embeddings"]).exit_code == 0
+    assert kinds(root).count("assess") == 2
+    (root / "project.yaml").write_text(original.replace("\nmethod: auto\n", "\nmethod: full\n"))
+    assert '<div class="method">FULL' in report()  # these inputs were assessed before
+    (root / "project.yaml").write_text(original.replace("\nmethod: auto\n", "\nmethod: lora\n"))
+    html = report()  # never assessed: the newest assessment, flagged
+    assert "made for earlier inputs" in html
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path):
     r = run(tmp_path / "missing")
     assert r.exit_code == 2 and "does not exist" in r.stderr
