@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
 from advisor.cli import guard
 from advisor.pipeline import STAGES
+
+EXIT_BLOCKED = 1  # the assessment found blockers: nothing was evaluated or trained (the report says why)
 
 
 @click.command("run")
@@ -23,15 +26,17 @@ from advisor.pipeline import STAGES
 @guard
 def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_json):
     """Assess, evaluate the baselines, train the recommended method, evaluate the tuned model,
-    compare and write the HTML report. Stages whose stored results are still valid are skipped."""
+    compare and write the HTML report. Stages whose stored results are still valid are skipped.
+
+    Exit status 0 when the run did what was asked, 1 when it stopped on the assessment's blockers
+    (the report says why; --ignore-blockers goes on), 2 on bad input."""
     from advisor.pipeline import run_pipeline
 
     res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run, ignore_blockers=ignore_blockers,
                        out=out)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2, default=str))
-        return
-    if dry_run:
+    elif dry_run:
         p = res.plan
         e = p["estimate"]
         click.echo(f"plan: {' -> '.join(p['stages'])} (method {p['method']})")
@@ -40,12 +45,18 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_
                 click.echo(f"  {k}: {v}")
         for n in res.notes:
             click.echo(f"note: {n}")
-        return
-    for s, what in res.stages.items():
-        click.echo(f"{s:<9} {what}")
-    for n in res.notes:
-        click.echo(f"note: {n}")
-    click.echo(res.report)
+        for b in res.blockers:
+            click.echo(f"blocker: {b}")
+    else:
+        for s, what in res.stages.items():
+            click.echo(f"{s:<9} {what}")
+        for n in res.notes:
+            click.echo(f"note: {n}")
+        for b in res.blockers:
+            click.echo(f"blocker: {b}")
+        click.echo(res.report)
+    if res.status == "blocked":
+        sys.exit(EXIT_BLOCKED)
 
 
 @click.command("report")

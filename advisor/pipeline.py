@@ -17,7 +17,19 @@ from pathlib import Path
 from advisor.errors import AdviseError
 
 STAGES = ("assess", "baseline", "train", "tuned", "report")
-TRAINING_METHODS = {"lora", "full", "rlhf", "qlora", "dpo", "classifier", "prompt_tuning"}
+NO_TRAINING = ("prompting", "rag")
+
+
+def _check_method(method: str | None) -> None:
+    """--method: a project method (prompting, rag, lora, full, rlhf) or an installed training plugin."""
+    if method is None or method in NO_TRAINING:
+        return
+    from trainers.base import plugin_names
+    from trainers.runner import METHOD_TO_PLUGIN
+
+    known = [*NO_TRAINING, *METHOD_TO_PLUGIN, *(n for n in plugin_names() if n not in METHOD_TO_PLUGIN)]
+    if method not in known:
+        raise AdviseError(f"--method {method}: unknown; expected one of {', '.join(known)}")
 
 
 @dataclass
@@ -28,6 +40,7 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     report: str | None = None
     plan: dict | None = None
+    blockers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -61,6 +74,7 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     if until is not None and until not in STAGES:
         raise AdviseError(f"--until {until}: expected one of {', '.join(STAGES)}")
     project = load_project(project_dir)
+    _check_method(method)
     command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
     docs = project.data_path("docs")
     use_emb = bool(docs and docs.is_dir())
@@ -68,35 +82,49 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     assessment, run_id = assess_and_store(project, use_embeddings=use_emb, command=command)
     rec = assessment["recommendation"]
     chosen = method or rec["method"]
-    trains = chosen in TRAINING_METHODS
+    trains = chosen not in NO_TRAINING
+    # the plugin `advise train` would pick: assess's QLoRA variant included
+    train_method = method or ("qlora" if chosen == "lora" and rec.get("variant") == "qlora" else chosen)
     result = PipelineResult("done", chosen, {"assess": "skipped (stored assessment still valid)"
                                              if before and before == run_id else "ran"})
-    result.plan = _plan(assessment, chosen, trains, until)
+    blocked = bool(rec["blockers"]) and not ignore_blockers
+    result.plan = _plan(assessment, train_method if trains else chosen, trains and not blocked,
+                        "assess" if blocked else until)
     if not trains:
         result.notes.append(
             f"The verdict is {chosen}: no training is worth it for this project ({'; '.join(rec['reasons'][:2])}). "
             "The report compares the prompt strategies instead.")
-    if dry_run:
-        result.status = "planned"
-        return result
-
-    report_path = out or (project.store_dir / "report.html")
-    blocked = rec["blockers"] and not ignore_blockers
     if rec["blockers"] and ignore_blockers:
         result.notes.append("Blockers were found and ignored (--ignore-blockers): " + "; ".join(rec["blockers"]))
     if blocked:
         result.status = "blocked"
+        result.blockers = list(rec["blockers"])
+        result.plan["stages"] = ["assess", "report"]
         result.notes.append("Stopped before spending compute: the assessment found blockers (listed below). "
                             "Fix them, or run again with --ignore-blockers.")
         for s in STAGES[1:-1]:
             result.stages[s] = "not run (blockers)"
+    # every training check (plugin, hyperparameters, data, model, hardware) before any compute is spent
+    train_plan = None
+    if trains and not blocked and (until is None or STAGES.index(until) >= STAGES.index("train")):
+        from trainers.runner import plan_new
+
+        train_plan = plan_new(project.root, method=train_method)
+        result.plan["plugin"] = train_plan.plugin.name
+    if dry_run:
+        result.status = "planned" if not blocked else "blocked"
+        return result
+
+    report_path = out or (project.store_dir / "report.html")
+    if blocked:
+        pass
     elif until == "assess":
         result.status = "stopped"
     else:
         _evaluate(project, result, "baseline", candidates=["base:*"], progress=progress)
         if until != "baseline":
             if trains:
-                _train(project, chosen, result)
+                _train(project, train_plan, result)
                 if until != "train":
                     _evaluate(project, result, "tuned", candidates=None, progress=progress)
             else:
@@ -132,11 +160,11 @@ def _evaluate(project, result: PipelineResult, stage: str, *, candidates, progre
     result.stages[stage] = "ran" if computed else "skipped (all items cached)"
 
 
-def _train(project, method: str, result: PipelineResult) -> None:
+def _train(project, plan, result: PipelineResult) -> None:
     from advisor.store import Store
-    from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
+    from trainers.runner import TerminalProgress, execute, plan_resume
 
-    plan = plan_new(project.root, method=method)
+    method = plan.plugin.name
     store = Store.for_project(project)
     try:
         done = store.latest_run("train", inputs_hash=plan.request["inputs_hash"])

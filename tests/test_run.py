@@ -50,10 +50,17 @@ def test_dry_run_shows_the_plan_and_spends_nothing(tmp_path, tiny_model_dir):
 
 def test_blockers_stop_before_compute_and_the_report_says_so(tmp_path, tiny_model_dir):
     root = project_copy(tmp_path, "banking77-intents", tiny_model_dir)
+    r = run(root, "--dry-run")  # the plan says it would stop, and why
+    assert r.exit_code == 1, r.output
+    assert "plan: assess -> report" in r.stdout and "blocker: " in r.stdout
+    r = run(root)
+    assert r.exit_code == 1, r.output
+    assert "baseline  not run (blockers)" in r.stdout
+    assert "blocker: 11 of 308 eval examples also appear in train" in r.stdout
     r = run(root, "--json")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output
     out = json.loads(r.stdout)
-    assert out["status"] == "blocked" and out["stages"]["baseline"] == "not run (blockers)"
+    assert out["status"] == "blocked" and out["stages"]["baseline"] == "not run (blockers)" and out["blockers"]
     assert set(kinds(root)) == {"assess"}
     html = (root / ".advise" / "report.html").read_text()
     assert "Stopped before spending compute" in html and "11 of 308 eval examples also appear in train" in html
@@ -119,14 +126,37 @@ def test_report_shows_the_assessment_of_the_current_inputs(tmp_path, monkeypatch
     assert "made for earlier inputs" in html
 
 
+def one_line(r, code=2):
+    assert r.exit_code == code, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.output, r.stderr
+    return lines[0]
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path):
-    r = run(tmp_path / "missing")
-    assert r.exit_code == 2 and "does not exist" in r.stderr
-    r = CliRunner().invoke(main, ["report", str(SAMPLES / "toy-chat" / "nope")])
-    assert r.exit_code == 2
+    assert "does not exist" in one_line(run(tmp_path / "missing"))
+    assert "nope: project directory does not exist" in one_line(
+        CliRunner().invoke(main, ["report", str(SAMPLES / "toy-chat" / "nope")]))
     root = project_copy(tmp_path, "toy-chat", "some/model")
-    r = CliRunner().invoke(main, ["report", str(root)])
-    assert r.exit_code == 2 and "no run store yet" in r.stderr
+    assert "no run store yet" in one_line(CliRunner().invoke(main, ["report", str(root)]))
+    assert one_line(run(root, "--method", "magic", "--dry-run")).startswith(
+        "advise: --method magic: unknown; expected one of prompting, rag, lora, qlora, full, rlhf, dpo")
+
+
+def test_training_is_checked_before_any_compute(tmp_path, tiny_model_dir):
+    """A run that could not train fails before the baseline evals, and a dry run checks as much."""
+    import torch
+
+    root = project_copy(tmp_path, "ticket-routing-tiny", tiny_model_dir, train={"lora_dropout": 5})
+    assert "lora_dropout" in one_line(run(root, "--dry-run"))
+    assert "lora_dropout" in one_line(run(root))
+    assert "eval" not in kinds(root) and "train" not in kinds(root)
+    if not torch.cuda.is_available():
+        root = project_copy(tmp_path / "q", "ticket-routing-tiny", tiny_model_dir)
+        assert "the qlora plugin loads the base model in 4 bits" in one_line(run(root, "--method", "qlora"))
+        assert "eval" not in kinds(root)
+    r = run(root, "--dry-run", "--json")  # a valid plan names the plugin that would train
+    assert r.exit_code == 0 and json.loads(r.stdout)["plan"]["plugin"] == "lora"
 
 
 @pytest.mark.slow
