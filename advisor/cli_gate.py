@@ -32,12 +32,15 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
     (unknown metric, missing baseline or results, unreadable project or store).
     """
     from advisor.errors import AdviseError
+    from advisor.files import check_output_path, write_output
     from advisor.project import load_project
     from advisor.store import Store
     from evaluators.gate_output import junit_xml as to_junit
     from evaluators.gate_output import markdown, print_table
     from evaluators.gates import evaluate_gates, load_views, parse_gates
 
+    check_output_path(junit_xml, "--junit-xml")
+    check_output_path(summary_md, "--summary-md")
     project = load_project(project_dir)
     gates = parse_gates(project.eval.gates, file=str(project.project_file))
     if not gates:
@@ -70,12 +73,10 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
 
     suite = project.name
     if junit_xml:
-        junit_xml.parent.mkdir(parents=True, exist_ok=True)
-        junit_xml.write_text(to_junit(result, suite), encoding="utf-8")
+        write_output(junit_xml, to_junit(result, suite), "--junit-xml")
     md = markdown(result, suite)
     if summary_md:
-        summary_md.parent.mkdir(parents=True, exist_ok=True)
-        summary_md.write_text(md, encoding="utf-8")
+        write_output(summary_md, md, "--summary-md")
     gh = os.environ.get("GITHUB_STEP_SUMMARY")
     if gh:
         with open(gh, "a", encoding="utf-8") as fh:

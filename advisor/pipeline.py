@@ -75,6 +75,9 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
         raise AdviseError(f"--until {until}: expected one of {', '.join(STAGES)}")
     project = load_project(project_dir)
     _check_method(method)
+    from advisor.files import check_output_path
+
+    check_output_path(out, "the report (--out)")
     command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
     docs = project.data_path("docs")
     use_emb = bool(docs and docs.is_dir())
@@ -211,6 +214,9 @@ def report_only(project_dir: Path, out: Path | None = None) -> Path:
     from advisor.project import load_project
 
     project = load_project(project_dir)
+    from advisor.files import check_output_path
+
+    check_output_path(out, "the report (--out)")
     if not (project.store_dir / "store.sqlite").is_file():
         raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
     return _report(project, out or (project.store_dir / "report.html"), None)

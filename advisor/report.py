@@ -103,9 +103,6 @@ def render_report(data: dict) -> str:
 
 
 def write_report(data: dict, out: Path) -> Path:
-    html = render_report(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)  # atomic: a reader never sees half a report
-    return out
+    from advisor.files import write_output
+
+    return write_output(out, render_report(data), "the report (--out)")

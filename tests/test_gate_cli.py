@@ -147,6 +147,8 @@ def test_underpowered_gate_warns_but_passes(evaluated):
     ({"accuracy": {"no_regression": {"margin": "abc"}}}, ["--candidate", ORACLE],
      "eval.gates.accuracy.no_regression.margin: expected a number, got 'abc'"),
     ({"canary": {"max_drop": "lots"}}, ["--candidate", ORACLE], "eval.gates.canary.max_drop: expected a number"),
+    ({"accuracy": ">= 0.8"}, ["--candidate", ORACLE, "--junit-xml", "/"],
+     "advise: /: --junit-xml names a directory; give a file path"),
 ])
 def test_usage_and_input_errors_exit_2(evaluated, gates, args, msg):
     with_gates(evaluated, gates)

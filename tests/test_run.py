@@ -139,6 +139,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
         CliRunner().invoke(main, ["report", str(SAMPLES / "toy-chat" / "nope")]))
     root = project_copy(tmp_path, "toy-chat", "some/model")
     assert "no run store yet" in one_line(CliRunner().invoke(main, ["report", str(root)]))
+    (tmp_path / "adir").mkdir()
+    for cmd in (["run", str(root), "--until", "assess"], ["report", str(root)]):
+        msg = one_line(CliRunner().invoke(main, [*cmd, "--out", str(tmp_path / "adir")]))
+        assert msg == f"advise: {tmp_path / 'adir'}: the report (--out) names a directory; give a file path " \
+                      f"(e.g. {tmp_path / 'adir' / 'out'})"
+    assert list((tmp_path / "adir").iterdir()) == [] and not list(tmp_path.glob("*.tmp"))
     assert one_line(run(root, "--method", "magic", "--dry-run")).startswith(
         "advise: --method magic: unknown; expected one of prompting, rag, lora, qlora, full, rlhf, dpo")
 
