@@ -243,6 +243,9 @@ def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
                 out.append("rlhf (DPO) needs preference pairs (prompt, chosen, rejected); the train file has none")
             elif n < mp:
                 out.append(f"only {n} preference pairs: too few for DPO (< {mp})")
+        elif n < b.th("min_examples_absolute"):
+            out.append(f"only {n} train examples: below the hard minimum of {b.th('min_examples_absolute')} that "
+                       f"hosted fine-tuning accepts ({b.th_src('min_examples_absolute')}), and far too few for {method}")
         elif n < b.th("min_examples_finetune"):
             out.append(f"only {n} train examples: too few for {method} (< {b.th('min_examples_finetune')}, "
                        f"{b.th_src('min_examples_finetune')})")

@@ -23,13 +23,50 @@ def _shipped(name: str) -> dict:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when available
 
 
-def _merge(base: dict, over: dict) -> dict:
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return type(v).__name__
+
+
+class _Bad(Exception):
+    def __init__(self, path: tuple, why: str):
+        self.path, self.why = path, why
+
+
+def _merge(base: dict, over: dict, path: tuple = ()) -> dict:
+    """The shipped table with the override merged in; each overriding value must have the shipped value's kind."""
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and "value" not in v:
-            out[k] = _merge(out[k], v)
-        elif isinstance(out.get(k), dict) and "value" in out[k] and not isinstance(v, dict):
-            out[k] = {**out[k], "value": v, "source": "project override"}
+        here = (*path, k)
+        if k not in base:
+            # new entries only where the shipped table is a map of numbers (e.g. points per method)
+            if base and all(_kind(x) == "a number" for x in base.values()) and _kind(v) == "a number":
+                out[k] = v
+                continue
+            raise _Bad(here, f"is not a key of the shipped rubric (known here: {', '.join(map(str, base)) or 'none'})")
+        b = base[k]
+        if isinstance(b, dict) and "value" in b:  # {value: X, source: ...}
+            new = v.get("value") if isinstance(v, dict) else v
+            if isinstance(v, dict) and "value" not in v:
+                raise _Bad(here, "expected {value: ..., source: ...} or a plain value")
+            if _kind(new) != _kind(b["value"]):
+                raise _Bad(here, f"expected {_kind(b['value'])} (shipped: {b['value']!r}), got {new!r}")
+            out[k] = {**b, **v} if isinstance(v, dict) else {**b, "value": v, "source": "project override"}
+        elif isinstance(b, dict):
+            if not isinstance(v, dict):
+                raise _Bad(here, f"expected a mapping like the shipped rubric's, got {v!r}")
+            out[k] = _merge(b, v, here)
+        elif _kind(v) != _kind(b):
+            raise _Bad(here, f"expected {_kind(b)} (shipped: {b!r}), got {v!r}")
         else:
             out[k] = v
     return out
@@ -40,15 +77,22 @@ def load_rubric(name: str, project_root: Path | None = None) -> dict:
     if project_root is not None:
         over_file = Path(project_root) / "rubrics" / f"{name}.yaml"
         if over_file.is_file():
+            from advisor.project import ProjectLoader, _key_line, _yaml_error_line
+
+            text = over_file.read_text(encoding="utf-8")
             try:
-                over = yaml.safe_load(over_file.read_text(encoding="utf-8")) or {}
+                over = yaml.load(text, Loader=ProjectLoader) or {}  # noqa: S506 - a SafeLoader subclass
             except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                raise AdviseError(f"YAML syntax error: {getattr(e, 'problem', e)}", file=over_file,
-                                  line=mark.line + 1 if mark else None) from None
+                raise AdviseError(f"YAML syntax error: {getattr(e, 'problem', None) or e}", file=over_file,
+                                  line=_yaml_error_line(e, text)) from None
             if not isinstance(over, dict):
-                raise AdviseError("expected a mapping", file=over_file, line=1)
-            table = _merge(table, over)
+                raise AdviseError("expected a mapping of rubric keys (see rubrics/ in advise for the shipped ones)",
+                                  file=over_file, line=1)
+            try:
+                table = _merge(table, over)
+            except _Bad as e:
+                line = _key_line(yaml.compose(text, Loader=ProjectLoader), e.path)
+                raise AdviseError(f"{'.'.join(map(str, e.path))} {e.why}", file=over_file, line=line) from None
     return table
 
 

@@ -446,10 +446,13 @@ class _Progress:
 
     def stop(self, failed: bool = False) -> None:
         if self._p:
-            if failed:  # the error line says what happened; no half-drawn bars
+            if failed:  # the error line says what happened; no half-drawn bars, not even an empty line
                 for tid in list(self._p.task_ids):
                     self._p.remove_task(tid)
-            self._p.stop()
+                self._p.live.transient = True
+                self._p.live.stop()  # Progress.stop() would add a blank line on a non-terminal stderr
+            else:
+                self._p.stop()
             self._p = None
 
 
@@ -880,10 +883,15 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
         specs.sort(key=candidate_order)
         kind = detect_task_kind(list(data.train) + [it.record for it in items], project.root)
         has_classifier = any(s.backend == "classifier" for s in specs)
-        metrics = choose_metrics(project, kind, has_schema=any(it.fields.get("schema") for it in items),
+        no_schema = [it for it in items if not (it.fields.get("schema") or it.fields.get("json_schema"))]
+        metrics = choose_metrics(project, kind, has_schema=bool(items) and not no_schema,
                                  has_label_scores=has_classifier,
                                  has_logprobs=any(s.backend == "transformers" for s in specs),
                                  judge=judge is not None)
+        if "json_schema" in metrics and no_schema:
+            raise AdviseError(f"eval.metrics: json_schema checks each reply against the JSON schema of its item, and "
+                              f"{len(no_schema)} of {len(items)} eval items have none (add a 'schema' key to each "
+                              "record, or use json_valid)", file=project.project_file)
         if judge is None and ({"judge_score", "judge_pairwise"} & set(metrics)):
             raise AdviseError("eval.metrics asks for an LLM judge: give one with --judge-model NAME "
                               "(and --judge-endpoint URL for a served model)", file=project.project_file)

@@ -155,3 +155,29 @@ def test_parallel_reading_gives_the_same_assessment(make_project, monkeypatch):
     assert one["recommendation"] == three["recommendation"]
     assert one["data"]["train"]["invalid"] == 1 and one["data"]["train"]["duplicates"]["exact"] >= 1
     assert one["data"]["leakage"]["exact"] == 10
+
+
+def test_project_rubric_overrides_merge_and_bad_ones_name_file_and_line(make_project):
+    recs = [chat(f"message {i} about topic {i % 7}", f"label_{i % 4}") for i in range(50)]
+    root = make_project(recs)
+    reasons = " ".join(assess(root, "--no-embeddings")["recommendation"]["reasons"])
+    assert "train examples: 50 < 200" in reasons
+    (root / "rubrics").mkdir()
+    over = root / "rubrics" / "decision.yaml"
+    over.write_text("thresholds:\n  min_examples_finetune: 20\npoints:\n  label_outputs: {lora: 2, rag: 0.5}\n")
+    rec = assess(root, "--no-embeddings")["recommendation"]
+    assert "train examples: 50 >= 20 (project override)" in " ".join(rec["reasons"])
+    for text, line, msg in [
+        ("thresholds:\n  min_examples_finetune: abc\n", 2,
+         "thresholds.min_examples_finetune expected a number (shipped: 200), got 'abc'"),
+        ("points:\n  few_examples: 3\n", 2, "points.few_examples expected a mapping like the shipped rubric's, got 3"),
+        ("thresholds: [1, 2]\n", 1, "thresholds expected a mapping like the shipped rubric's, got [1, 2]"),
+        ("thresholds:\n  min_exampels_finetune: 20\n", 2,
+         "thresholds.min_exampels_finetune is not a key of the shipped rubric (known here: min_examples_absolute"),
+        ("thresholds: {\n", 2, "YAML syntax error"),
+    ]:
+        over.write_text(text)
+        r = CliRunner().invoke(main, ["assess", str(root), "--no-embeddings"])
+        assert r.exit_code == 2, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"advise: {over}:{line}: {msg}"), lines

@@ -37,7 +37,7 @@ def invoke(*args: str):
 
 def one_line_error(r) -> str:
     assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
-    lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+    lines = r.stderr.strip().splitlines()  # a blank line before the error is a defect too
     assert len(lines) == 1 and lines[0].startswith("advise: "), r.stderr
     assert "Traceback" not in r.stderr
     return lines[0]
@@ -277,6 +277,13 @@ def test_missing_model_directory_exits_2(tmp_path):
     root = copy_project(tmp_path / "p", tmp_path / "no-such-model")
     line = one_line_error(invoke(root, "--json", "--canary", "none"))
     assert "no-such-model" in line and "not found" in line
+    # a real process with stderr to a pipe (as in CI): the progress display adds nothing, not even a blank line
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli import main; sys.exit(main())", "eval",
+                          str(root), "--canary", "none"], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.splitlines() == [line], res.stderr
 
 
 def test_model_that_cannot_load_exits_2(tmp_path):
@@ -322,6 +329,10 @@ def test_metrics_override_and_missing_canary_file(tmp_path, tiny_model_dir):
     judged = copy_project(tmp_path / "j", tiny_model_dir, metrics=["accuracy", "judge_score"])
     line = one_line_error(invoke(judged, "--canary", "none"))
     assert "--judge-model" in line and "project.yaml" in line
+    schema = copy_project(tmp_path / "s", tiny_model_dir, metrics=["json_schema"])
+    line = one_line_error(invoke(schema, "--canary", "none"))
+    assert "project.yaml: eval.metrics: json_schema checks each reply against the JSON schema of its item, and " \
+           "100 of 100 eval items have none" in line
 
 
 # ------------------------------------------------------------------------------ backend, strategies
