@@ -54,10 +54,25 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
         summary = stored_results(project, store)
         if summary is None:
             if not run_eval_first:
-                raise AdviseError("no stored eval results for the current eval data: run advise eval, or "
+                newest = store.latest_run("eval_summary")
+                why = ""
+                if newest and newest.get("result"):
+                    from advisor.dataset import load_project_data
+                    from evaluators.runner import make_items
+
+                    n_now = len(make_items(load_project_data(project).eval, project.eval.max_items))
+                    n_then = newest["result"].get("items")
+                    why = (f" (the newest stored eval covers {n_then} items, a --max-items run, and the eval set "
+                           f"has {n_now}: gates need the whole set)" if n_then != n_now else
+                           " (the stored evals are of other eval data or another base model)")
+                raise AdviseError(f"no stored eval results for the current eval data{why}: run advise eval, or "
                                   "advise gate --eval", file=store.path)
             summary = run_eval(project, store=store, progress=sys.stderr.isatty())
         views = load_views(store, summary, _tags(project))
+        for opt, name in (("--baseline", baseline), ("--candidate", candidate)):
+            if name is not None and name not in views:
+                raise AdviseError(f"{opt} {name}: no stored eval results for it (have: {', '.join(sorted(views))})",
+                                  file=store.path)
         if candidate is None:
             tuned = [n for n in views if n.startswith("tuned:")]
             if not tuned:

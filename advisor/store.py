@@ -157,6 +157,12 @@ class Store:
 
     def latest_run(self, kind: str, *, inputs_hash: str | None = None, name: str | None = None,
                    status: str | None = "done") -> dict | None:
+        runs = self.find_runs(kind, inputs_hash=inputs_hash, name=name, status=status, limit=1)
+        return runs[0] if runs else None
+
+    def find_runs(self, kind: str, *, inputs_hash: str | None = None, name: str | None = None,
+                  status: str | None = "done", limit: int = 100) -> list[dict]:
+        """Runs of a kind, newest first, optionally with a given inputs hash, name and status."""
         q, args = "SELECT * FROM runs WHERE kind=?", [kind]
         if inputs_hash is not None:
             q += " AND inputs_hash=?"
@@ -167,8 +173,9 @@ class Store:
         if status is not None:
             q += " AND status=?"
             args.append(status)
-        q += " ORDER BY started DESC, rowid DESC LIMIT 1"
-        return self._row(self.db.execute(q, args).fetchone())
+        q += " ORDER BY started DESC, rowid DESC LIMIT ?"
+        args.append(limit)
+        return [self._row(r) for r in self.db.execute(q, args)]
 
     def list_runs(self, kind: str | None = None, limit: int = 100) -> list[dict]:
         if kind:

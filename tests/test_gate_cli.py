@@ -141,8 +141,10 @@ def test_underpowered_gate_warns_but_passes(evaluated):
 @pytest.mark.parametrize("gates,args,msg", [
     ({"acuracy": ">= 0.8"}, [], "eval.gates.acuracy: unknown metric 'acuracy'"),
     ({"accuracy": {"no_regression": True}}, ["--candidate", ORACLE, "--baseline", "base:rag"],
-     "no stored eval results for baseline 'base:rag'"),
-    ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "no stored eval results for candidate 'tuned:nothing'"),
+     "--baseline base:rag: no stored eval results for it"),
+    ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "--candidate tuned:nothing: no stored eval results"),
+    ({"accuracy": ">= 0.8"}, ["--candidate", ORACLE, "--baseline", "nope"],
+     "--baseline nope: no stored eval results for it (have: base:zero-shot, endpoint:oracle:few-shot"),
     ({"accuracy": ">= 0.8"}, [], "the stored eval results have no tuned candidate"),
     ({"accuracy": {"no_regression": {"margin": "abc"}}}, ["--candidate", ORACLE],
      "eval.gates.accuracy.no_regression.margin: expected a number, got 'abc'"),
@@ -180,6 +182,34 @@ def test_the_gates_example_of_the_docs_loads_from_project_yaml(evaluated, tmp_pa
     assert r.exit_code == 0, r.output
     g = json.loads(r.stdout)["gates"][0]
     assert (g["status"], g["message"]) == ("warn", "no item is tagged 'safety': this rule checked nothing")
+
+
+def test_a_later_eval_of_some_candidates_keeps_the_others_in_view(evaluated, tmp_path):
+    """advise eval --candidate base:zero-shot after the full eval: the gate still sees the other candidates;
+    a --max-items eval is not mistaken for the whole eval set, and the error says why."""
+    import shutil
+
+    root = tmp_path / "later"
+    shutil.copytree(evaluated, root)
+    with_gates(root, {"accuracy": {"min": 0.8, "no_regression": {"baseline": BASE, "margin": 0.05}}})
+    ev = CliRunner().invoke(main, ["eval", str(root), "--candidate", "base:zero-shot", "--strategy", "zero-shot",
+                                   "--canary", "none", "--json"])
+    assert ev.exit_code == 0, ev.stderr
+    assert [r["candidate"] for r in json.loads(ev.stdout)["runs"]] == ["base:zero-shot"]
+    r = gate(root, "--candidate", ORACLE, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["status"] == "pass"
+    # only a partial eval stored: no gate, and the message says it was partial
+    part = tmp_path / "part"
+    shutil.copytree(evaluated, part)
+    shutil.rmtree(part / ".advise")
+    ev = CliRunner().invoke(main, ["eval", str(part), "--candidate", "base:zero-shot", "--strategy", "zero-shot",
+                                   "--canary", "none", "--max-items", "3"])
+    assert ev.exit_code == 0, ev.stderr
+    with_gates(part, {"accuracy": ">= 0.5"})
+    r = gate(part, "--candidate", BASE)
+    assert r.exit_code == 2 and "the newest stored eval covers 3 items, a --max-items run, and the eval set has " \
+                                "100" in r.stderr, r.stderr
 
 
 def test_store_from_an_older_version_is_an_error_not_a_pass(evaluated, tmp_path):
