@@ -27,6 +27,20 @@ class ProjectData:
     eval_source: str  # "file" | "holdout"
     format: str
     findings: Findings
+    eval_skipped: int = 0  # invalid eval records left out (see skipped_note)
+    eval_findings: Findings | None = None
+
+    def skipped_note(self) -> str | None:
+        """One line naming the invalid eval records that nobody evaluates, with file:line of the first ones."""
+        if not self.eval_skipped or self.eval_findings is None:
+            return None
+        from advisor.findings import CODES, ERROR
+
+        where = [f"{e['file']}:{e['line']}: {f['message']}" for f in self.eval_findings.to_list()
+                 if CODES[f["code"]][0] == ERROR for e in f["examples"]][:3]
+        more = f" (and {self.eval_skipped - len(where)} more)" if self.eval_skipped > len(where) else ""
+        return (f"{self.eval_skipped} invalid eval record(s) skipped, not evaluated: " + "; ".join(where) + more
+                + " (advise assess lists them all)")
 
 
 def item_hash(rec: Record) -> str:
@@ -55,11 +69,11 @@ def load_project_data(project: Project, seed: int | None = None) -> ProjectData:
     if eval_path is not None:
         if not eval_path.is_file():
             raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
-        ev, ef, _ = load_records(eval_path, project.data.format, str(eval_path))
+        ev, ef, estats = load_records(eval_path, project.data.format, str(eval_path))
         findings.merge(ef)
         if not ev:
             raise AdviseError("no valid eval example", file=eval_path)
-        return ProjectData(train, ev, "file", stats.format, findings)
+        return ProjectData(train, ev, "file", stats.format, findings, eval_skipped=estats.invalid, eval_findings=ef)
     rng = random.Random(seed)
     idx = list(range(len(train)))
     rng.shuffle(idx)

@@ -865,6 +865,8 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
     warnings: list[str] = []
     try:
         data = load_project_data(project)
+        if data.skipped_note():
+            warnings.append(data.skipped_note())
         items = make_items(data.eval, max_items or project.eval.max_items)
         if not items:
             raise AdviseError("no eval item", file=project.data_path("eval") or project.data_path("train"))

@@ -317,6 +317,24 @@ def test_unknown_metric_and_candidate_exit_2(tmp_path, tiny_model_dir):
     assert "docs" in line
 
 
+def test_invalid_eval_records_are_named_not_dropped_silently(tmp_path, tiny_model_dir):
+    root = copy_project(tmp_path / "p", tiny_model_dir)
+    f = root / "data" / "eval.jsonl"
+    lines = f.read_text().splitlines()
+    rec = json.loads(lines[2])
+    rec["messages"] = [m for m in rec["messages"] if m["role"] != "assistant"]
+    lines[2] = json.dumps(rec)
+    lines[5] = '{"messages": [{"role": "user", "content": "x"}'
+    f.write_text("\n".join(lines) + "\n")
+    r = invoke(root, "--json", "--canary", "none", "--candidate", "base:zero-shot", "--strategy", "zero-shot",
+               "--max-items", "4")
+    assert r.exit_code == 0, r.stderr
+    note = (f"2 invalid eval record(s) skipped, not evaluated: {f}:3: no assistant message to learn from; "
+            f"{f}:6: the line is not valid JSON (advise assess lists them all)")
+    assert json.loads(r.stdout)["warnings"] == [note]
+    assert f"advise: warning: {note}" in r.stderr
+
+
 def test_metrics_override_and_missing_canary_file(tmp_path, tiny_model_dir):
     from evaluators.runner import run_eval
 
