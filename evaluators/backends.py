@@ -188,7 +188,7 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
 
-def _check_source(model: str | Path, what: str = "model") -> str:
+def _check_source(model: str | Path, what: str = "model", revision: str | None = None) -> str:
     """The directory or hub id to load from; a missing directory is a clear error."""
     src = str(model)
     p = Path(src).expanduser()
@@ -202,6 +202,9 @@ def _check_source(model: str | Path, what: str = "model") -> str:
         raise AdviseError(f"{what} is a file, expected a model directory or a hub id", file=p)
     if _looks_like_path(src) or Path(src).is_absolute():
         raise AdviseError(f"{what} directory not found", file=p)
+    from advisor.hub import check_hub_reachable
+
+    check_hub_reachable(src, revision, what=f"the {what}")
     return src
 
 
@@ -244,7 +247,7 @@ def load_causal_lm(model: str | Path, *, adapter: str | Path | None = None, revi
     only. Raises :class:`AdviseError` naming the model (or adapter) when anything fails to load.
     """
     _quiet_transformers()
-    src = _check_source(model)
+    src = _check_source(model, revision=revision)
     adapter_src = None
     if adapter is not None:
         adapter_src = Path(adapter).expanduser()

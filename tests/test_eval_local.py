@@ -286,6 +286,17 @@ def test_missing_model_directory_exits_2(tmp_path):
     assert res.returncode == 2 and res.stderr.splitlines() == [line], res.stderr
 
 
+def test_hub_model_that_is_not_cached_fails_at_once(tmp_path, monkeypatch):
+    """No retries of the hub client (a warning line each, ~50 s here): one line before any model work."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    root = copy_project(tmp_path / "p", "someorg/not-cached-model")
+    line = one_line_error(invoke(root, "--json", "--canary", "none"))
+    assert line == ("advise: the model 'someorg/not-cached-model' is not in the local Hugging Face cache and "
+                    "HF_HUB_OFFLINE is set; download it first or point base_model at a local directory")
+
+
 def test_model_that_cannot_load_exits_2(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()

@@ -446,7 +446,9 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
     from transformers import AutoConfig
 
     if not is_local:
-        _check_hub_reachable(path_or_id, revision)
+        from advisor.hub import check_hub_reachable
+
+        check_hub_reachable(path_or_id, revision)
     try:
         cfg = AutoConfig.from_pretrained(path_or_id, trust_remote_code=trust_remote_code, revision=revision)
     except Exception as e:  # noqa: BLE001
@@ -470,33 +472,6 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
     except Exception as e:  # noqa: BLE001
         raise AdviseError(f"cannot load the tokenizer of '{path_or_id}': {str(e).splitlines()[0] if str(e) else e}") from None
     return facts
-
-
-def _check_hub_reachable(repo_id: str, revision: str | None) -> None:
-    """A hub id that is neither in the local cache nor reachable fails now, in one line, instead of after
-    the hub client's retries (which print a warning each)."""
-    import logging
-    import socket
-    from urllib.parse import urlparse
-
-    try:
-        from huggingface_hub import constants, try_to_load_from_cache
-    except ImportError:
-        return
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    if isinstance(cached, str):
-        return
-    if constants.HF_HUB_OFFLINE:
-        raise AdviseError(f"the base model '{repo_id}' is not in the local Hugging Face cache and HF_HUB_OFFLINE "
-                          "is set; download it first or point base_model at a local directory")
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        raise AdviseError(f"the base model '{repo_id}' is not in the local Hugging Face cache and {host} cannot be "
-                          "reached from this machine; download it first or point base_model at a local directory"
-                          ) from None
 
 
 def load_tokenizer(path_or_id: str, config: PluginConfig):
