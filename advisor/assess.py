@@ -218,4 +218,5 @@ def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, e
             docs_tokens=int(docs_chars / 4),
         )
     except ValueError as e:  # an unknown GPU name in constraints.hardware
-        raise AdviseError(f"constraints.hardware: {e}", file=project.project_file) from None
+        raise AdviseError(f"constraints.hardware: {e}", file=project.project_file,
+                          line=project.key_line("constraints", "hardware")) from None

@@ -42,7 +42,7 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
     check_output_path(junit_xml, "--junit-xml")
     check_output_path(summary_md, "--summary-md")
     project = load_project(project_dir)
-    gates = parse_gates(project.eval.gates, file=str(project.project_file))
+    gates = parse_gates(project.eval.gates, file=str(project.project_file), line_of=project.key_line)
     if not gates:
         raise AdviseError("no gates: add eval.gates to project.yaml (see docs/ci.md)", file=project.project_file)
     if not project.store_dir.joinpath("store.sqlite").is_file() and not run_eval_first:

@@ -130,6 +130,14 @@ class Project(_Strict):
     def store_dir(self) -> Path:
         return (self.root or Path(".")) / STORE_DIR
 
+    def key_line(self, *path: str | int) -> int | None:
+        """1-based line of a key of project.yaml (e.g. ``key_line("eval", "gates", "accuracy")``), or None."""
+        try:
+            node = yaml.compose(self.project_file.read_text(encoding="utf-8"), Loader=ProjectLoader)
+        except (OSError, yaml.YAMLError):
+            return None
+        return _key_line(node, tuple(path))
+
     def data_path(self, key: str) -> Path | None:
         rel = getattr(self.data, key)
         if rel is None:

@@ -52,7 +52,7 @@ def _gate(project: Project, store: Store, ev: dict) -> dict | None:
         tuned = [n for n in views if n.startswith("tuned:")]
         if not tuned:
             return None
-        return evaluate_gates(parse_gates(project.eval.gates, file=str(project.project_file)), views, tuned[0])
+        return evaluate_gates(parse_gates(project.eval.gates, file=str(project.project_file), line_of=project.key_line), views, tuned[0])
     except AdviseError as e:
         return {"status": "error", "gates": [{"gate": "gates", "status": "fail", "message": e.render()}]}
 

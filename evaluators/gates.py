@@ -68,12 +68,16 @@ def _metric_info(name: str):
         return None
 
 
-def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[str] | None = None) -> list[Gate]:
-    """``eval.gates`` of project.yaml -> gates. Unknown metrics or forms raise a one-line AdviseError."""
+def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[str] | None = None,
+                line_of=None) -> list[Gate]:
+    """``eval.gates`` of project.yaml -> gates. Unknown metrics or forms raise a one-line AdviseError
+    (with the line of the key when ``line_of(*key_path)`` is given, e.g. ``Project.key_line``)."""
     gates: list[Gate] = []
 
     def bad(key: str, why: str):
-        raise AdviseError(f"eval.gates.{key}: {why}", file=file)
+        path = [int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", key) if x]
+        line = line_of("eval", "gates", *path) if line_of is not None else None  # the deepest key found
+        raise AdviseError(f"eval.gates.{key}: {why}", file=file, line=line)
 
     def number(key: str, v) -> float:
         if isinstance(v, bool):

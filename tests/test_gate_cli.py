@@ -157,6 +157,11 @@ def test_usage_and_input_errors_exit_2(evaluated, gates, args, msg):
     r = gate(evaluated, *args)
     assert r.exit_code == 2, r.output
     assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    if msg.startswith("eval.gates."):  # the line of the deepest key the message names
+        deepest = msg.split(":")[0].split(".")[-1]
+        text = (evaluated / "project.yaml").read_text().splitlines()
+        line = next(i for i, t in enumerate(text, 1) if t.strip().startswith(f"{deepest}:"))
+        assert f"project.yaml:{line}: {msg}" in r.stderr
 
 
 def test_the_gates_example_of_the_docs_loads_from_project_yaml(evaluated, tmp_path):

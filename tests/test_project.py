@@ -102,3 +102,14 @@ def test_schema_lists_every_contract_key():
                 "requirements_change", "gates", "max_steps", "learning_rate", "lora_r", "format"):
         assert key in defs
     assert "root" not in s["properties"]
+
+
+def test_unknown_gpu_names_the_line_of_constraints_hardware(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n')
+    (tmp_path / "project.yaml").write_text("name: x\ntask: t\ndata:\n  train: data/t.jsonl\n"
+                                           "constraints:\n  budget_usd: 100\n  hardware: 1x Z9000\n")
+    r = run("assess", tmp_path, "--no-embeddings")
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"advise: {tmp_path / 'project.yaml'}:7: constraints.hardware: unknown GPU 'Z9000'")

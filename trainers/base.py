@@ -246,15 +246,7 @@ def config_fields(config_class: type[BaseModel]) -> list[dict]:
 
 # -- building a config from project.yaml ----------------------------------------------------------
 def _yaml_line(project, key: str) -> int | None:
-    try:
-        import yaml
-
-        from advisor.project import _key_line
-
-        node = yaml.compose(project.project_file.read_text(encoding="utf-8"))
-        return _key_line(node, ("train", key))
-    except Exception:  # noqa: BLE001 - a line number is a nicety
-        return None
+    return project.key_line("train", key)
 
 
 def build_config(plugin: TrainerPlugin, project, overrides: dict | None = None,
