@@ -210,6 +210,26 @@ def _inside_store(model: str | None, project: Project) -> bool:
         return False
 
 
+def _relocated(path: str | None, project: Project) -> str | None:
+    """A path recorded under the project's ``.advise/`` before the project directory moved, where it is now."""
+    if not path or Path(path).expanduser().exists() or "/.advise/" not in str(path).replace("\\", "/"):
+        return path
+    moved = project.store_dir / str(path).replace("\\", "/").split("/.advise/", 1)[1]
+    return str(moved) if moved.exists() else path
+
+
+def _same_local_weights(run_config: dict, project: Project) -> bool:
+    """The run's base model has the config.json of the project's local base model (local-sha256 revision):
+    the same model, wherever the directory lives now."""
+    from advisor.store import file_hash
+
+    rev = str(run_config.get("base_model_revision") or "")
+    d = project.base_model_dir()
+    if not rev.startswith("local-sha256:") or d is None or not (d / "config.json").is_file():
+        return False
+    return rev == "local-sha256:" + file_hash(d / "config.json")[:16]
+
+
 def base_model_ref(project: Project) -> str | None:
     if not project.base_model:
         return None
@@ -231,15 +251,16 @@ def tuned_runs(project: Project, store: Store, warnings: list[str]) -> list[dict
         method = str(result.get("method") or run.get("name") or "model")
         if not artifact:
             continue
-        art = Path(artifact).expanduser()
+        art = Path(_relocated(artifact, project)).expanduser()
         if not art.is_absolute() and project.root is not None:
             art = project.root / art
         if not art.is_dir():
             warnings.append(f"train run {run['id']}: artifact {artifact} no longer exists; not evaluated")
             continue
-        run_base = result.get("base_model") or config.get("base_model")
+        run_base = _relocated(result.get("base_model") or config.get("base_model"), project)
         if method != "classifier" and not _same_model(run_base, project.base_model, project.root) \
-                and not _same_model(run_base, base, project.root) and not _inside_store(run_base, project):
+                and not _same_model(run_base, base, project.root) and not _inside_store(run_base, project) \
+                and not _same_local_weights(config, project):
             warnings.append(f"train run {run['id']} tuned {run_base}, not the project's base model "
                             f"{project.base_model}; not evaluated")
             continue

@@ -248,3 +248,23 @@ def test_models_tiny_builds_a_loadable_model(tmp_path):
     assert AutoTokenizer.from_pretrained(d).chat_template
     res = fx.cli("models", "tiny", d)
     assert res.exit_code == 2 and "--force" in res.stderr
+
+
+def test_a_moved_project_keeps_its_tuned_model(tmp_path, train_tiny_model):
+    """Runs record absolute paths; after the project directory moves (with its .advise/), eval still finds
+    the artifact and knows the base model (the demo's layout: the base model inside .advise/models/)."""
+    import shutil
+
+    from advisor.project import load_project
+    from evaluators.runner import run_eval
+
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "before", ".advise/models/tiny", TRAIN)
+    shutil.copytree(train_tiny_model, p / ".advise" / "models" / "tiny")
+    r = fx.train(p, "lora", max_steps=2)
+    moved = tmp_path / "elsewhere" / "after"
+    moved.parent.mkdir()
+    shutil.move(str(p), str(moved))
+    assert not Path(r["artifact"]).exists()
+    out = run_eval(load_project(moved), candidates=["tuned:*"], strategies=["zero-shot"], max_items=4, canary=None)
+    assert out["warnings"] == []
+    assert [x["candidate"] for x in out["runs"]] == ["tuned:lora"]
