@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from advisor.errors import AdviseError
 
@@ -85,13 +85,13 @@ class TrainSpec(BaseModel):
     """Common hyperparameters; plugins may read extra keys of their own."""
 
     model_config = ConfigDict(extra="allow")
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: StrictInt | None = Field(None, ge=1, le=100_000_000)
     epochs: float | None = Field(None, gt=0)
     learning_rate: float = Field(2.0e-4, gt=0)
     batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=8)
     lora_r: int = Field(16, ge=1)
-    seed: int = 42
+    seed: StrictInt = Field(42, ge=0, le=2**32 - 1)
 
 
 class Project(_Strict):

@@ -137,6 +137,20 @@ def test_invalid_hyperparameters_name_project_yaml_and_the_key(ticket):
     _refused(ticket, "--method", "lora", match="set max_steps or epochs, not both")
 
 
+@pytest.mark.parametrize("train,match", [
+    ({"seed": -1}, "train.seed expected greater than or equal to 0"),
+    ({"seed": 2**32}, "train.seed expected less than or equal to 4294967295"),
+    ({"max_steps": 10**20}, "train.max_steps expected less than or equal to 100000000"),
+    ({"max_steps": True}, "train.max_steps expected a valid integer"),
+    ({"target_modules": []}, "train.target_modules"),
+    ({"target_modules": ["nope_proj", "q_proj"]},
+     "train.target_modules: no layer named nope_proj in the base model (its weight matrices: down_proj, embed_tokens, gate_proj,"),
+])
+def test_settings_that_would_fail_mid_run_are_refused_first(ticket, train, match):
+    _edit(ticket, train=train)
+    _refused(ticket, "--method", "lora", match=match)
+
+
 def test_missing_or_unloadable_model_directory(ticket, tmp_path, train_tiny_model):
     _edit(ticket, base_model=str(tmp_path / "missing"))
     _refused(ticket, "--method", "lora", match="base model directory not found")
@@ -268,3 +282,9 @@ def test_a_moved_project_keeps_its_tuned_model(tmp_path, train_tiny_model):
     out = run_eval(load_project(moved), candidates=["tuned:*"], strategies=["zero-shot"], max_items=4, canary=None)
     assert out["warnings"] == []
     assert [x["candidate"] for x in out["runs"]] == ["tuned:lora"]
+
+
+def test_the_last_step_is_logged_whatever_logging_steps(ticket):
+    _edit(ticket, train={"logging_steps": 1000, "max_steps": 2})
+    r = fx.train(ticket, "lora")
+    assert r["final_loss"] is not None and [s for s, _ in r["loss_history"]] == [2]

@@ -71,6 +71,21 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, train_tin
     assert run["status"] == "done" and run["command"] == "second"
 
 
+def test_resumed_speed_counts_only_this_sessions_tokens(tmp_path, train_tiny_model):
+    """Resumed from checkpoint-3, which is rotated away (2 kept) by the end: the session trained 6 of 9 steps."""
+    from trainers.runner import execute, plan_new, plan_resume
+
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "cut", train_tiny_model, TRAIN)
+    plan = plan_new(p, method="lora")
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan, progress=_Interrupt(4), command="first")
+    resumed = execute(plan_resume(p), command="second")
+    assert resumed["resumed_from_step"] == 3 and not (plan.run_dir / "checkpoints" / "checkpoint-3").exists()
+    share = resumed["session_tokens"] / resumed["train_tokens"]
+    assert 0.5 < share < 0.8, share  # about 6/9 (batches differ in length)
+    assert resumed["tokens_per_second"] == pytest.approx(resumed["session_tokens"] / resumed["wall_seconds"], rel=0.01)
+
+
 def test_resume_refuses_what_it_cannot_continue(tmp_path, train_tiny_model):
     from advisor.errors import AdviseError
     from trainers.runner import execute, plan_new, plan_resume

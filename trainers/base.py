@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from advisor.errors import AdviseError
 from advisor.records import render_plain
@@ -46,13 +54,14 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     DEFAULT_EPOCHS: ClassVar[float] = 3.0  # when neither max_steps nor epochs is set
 
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to train (or set epochs).")
+    max_steps: StrictInt | None = Field(None, ge=1, le=100_000_000,
+                                  description="Optimizer steps to train (or set epochs).")
     epochs: float | None = Field(None, gt=0, le=1000, description="Passes over the training data (when max_steps is unset; default 3, dpo 1).")
     learning_rate: float = Field(2.0e-4, gt=0, le=1.0, description="Peak learning rate (AdamW).")
     batch_size: int = Field(16, ge=1, le=65536, description="Examples per optimizer step per process (before gradient accumulation).")
     grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=8, le=1_048_576, description="Tokens per example; longer examples are truncated.")
-    seed: int = Field(42, description="Seed of weights init, data order and dropout.")
+    seed: StrictInt = Field(42, ge=0, le=2**32 - 1, description="Seed of weights init, data order and dropout.")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "linear", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
@@ -85,6 +94,13 @@ class LoraFields(BaseModel):
     lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha (default: 2 x lora_r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
     target_modules: str | list[str] = Field("all-linear", description="Modules that get LoRA ('all-linear' or names).")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _some_modules(cls, v):
+        if not v or (isinstance(v, list) and not all(isinstance(x, str) and x.strip() for x in v)):
+            raise ValueError("expected 'all-linear' or a non-empty list of module names (e.g. [q_proj, v_proj])")
+        return v
     train_embeddings: bool | None = Field(
         None, description="Also train the token embeddings (modules_to_save); default: when they are tied to the output layer.")
 
@@ -435,6 +451,7 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
 
         facts["revision"] = "local-sha256:" + file_hash(p / "config.json")[:16]
         facts["weights"] = {w.name: w.stat().st_size for w in weights}
+        facts["linear_modules"] = _linear_module_names(weights)
     from transformers import AutoConfig
 
     if not is_local:
@@ -464,6 +481,32 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
     except Exception as e:  # noqa: BLE001
         raise AdviseError(f"cannot load the tokenizer of '{path_or_id}': {str(e).splitlines()[0] if str(e) else e}") from None
     return facts
+
+
+def _linear_module_names(weights: list[Path]) -> list[str]:
+    """Names of the modules with a 2-D ``.weight`` in safetensors files (what LoRA's target_modules name)."""
+    from safetensors import safe_open
+
+    names: set[str] = set()
+    for w in weights:
+        with safe_open(str(w), framework="pt") as fh:
+            for k in fh.keys():
+                parts = k.split(".")
+                if len(parts) >= 2 and parts[-1] == "weight" and len(fh.get_slice(k).get_shape()) == 2:
+                    names.add(parts[-2])
+    return sorted(names)
+
+
+def check_target_modules(config, model_facts: dict, file=None, line: int | None = None) -> None:
+    """train.target_modules names that match no linear layer of a local base model: refused before any work."""
+    targets = getattr(config, "target_modules", None)
+    known = model_facts.get("linear_modules")
+    if not isinstance(targets, list) or not known:
+        return
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise AdviseError(f"train.target_modules: no layer named {', '.join(missing)} in the base model "
+                          f"(its weight matrices: {', '.join(known)})", file=file, line=line)
 
 
 def load_tokenizer(path_or_id: str, config: PluginConfig):
@@ -622,7 +665,7 @@ def training_arguments(req: TrainRequest, device: DeviceInfo, n_examples: int, *
         data_seed=c.seed,
         max_steps=steps,
         logging_strategy="steps",
-        logging_steps=c.logging_steps,
+        logging_steps=min(c.logging_steps, steps),  # the last step's loss is always logged
         report_to="none",
         disable_tqdm=True,
         save_strategy="steps",
@@ -706,11 +749,13 @@ def run_trainer(trainer, req: TrainRequest, device: DeviceInfo, peak: PeakMemory
         resumed_step = int(Path(resume_from).name.split("-")[-1])
         prior = req.options.get("prior_history") or []
         history.extend((int(s), float(v)) for s, v in prior if int(s) <= resumed_step)
+    # read now: the checkpoint resumed from may be rotated away (save_total_limit) by the end of training
+    tokens_before = _checkpoint_tokens(resume_from) if resume_from else 0
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - t0
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    session_tokens = tokens - _checkpoint_tokens(resume_from) if resume_from else tokens
+    session_tokens = tokens - tokens_before
     if trainer.is_world_process_zero():
         req.artifact_dir.mkdir(parents=True, exist_ok=True)
         save(req.artifact_dir)

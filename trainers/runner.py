@@ -209,6 +209,10 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
     base = plugin_facts.get("base_model", base)
     model_facts = check_model_source(plugin_facts.get("model_source", base), trust_remote_code=config.trust_remote_code,
                                      revision=config.revision, causal_lm=plugin.needs_causal_lm)
+    from trainers.base import check_target_modules
+
+    check_target_modules(config, model_facts, file=project.project_file,
+                         line=project.key_line("train", "target_modules"))
     run_id = new_run_id("train")
     run_dir = project.store_dir / "runs" / run_id
     data_facts = _data_facts(project, data)
