@@ -43,6 +43,9 @@ class RunView:
     tags: list[list[str]] = field(default_factory=list)
     run_id: str | None = None
     canary_ids: list[str] = field(default_factory=list)  # items of the ``canary`` scores
+    # the stored paired comparisons of this run against others: baseline -> metric -> {delta, ci, p_value, ...}
+    # (what gates use for corpus-level metrics such as macro_f1, which have no per-item scores)
+    paired: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +183,8 @@ def _regression(g: Gate, metric: str, base: RunView, cand: RunView, *, label: st
     info = _metric_info(metric)
     hib = bool(getattr(info, "higher_is_better", True)) if info else True
     a, b, ids, _ = _paired(base, cand, metric)
+    if not a and info is not None and getattr(info, "corpus_level", False):
+        return _corpus_regression(g, metric, base, cand, hib)
     if not a:
         raise AdviseError(f"eval.gates.{g.key}: no items scored with {metric} by both {base.candidate} and "
                           f"{cand.candidate}; evaluate both on the same items (advise eval)")
@@ -220,6 +225,32 @@ def _regression(g: Gate, metric: str, base: RunView, cand: RunView, *, label: st
         out["warning"] = (f"underpowered: with {c['n']} items the 95% interval ({lo:+.3f} to {hi:+.3f}) cannot rule "
                           f"out a regression larger than the margin {g.margin:g}; {detect} — add items")
         out["status"] = WARN
+    return out
+
+
+def _corpus_regression(g: Gate, metric: str, base: RunView, cand: RunView, hib: bool) -> dict:
+    """A regression gate on a corpus-level metric: the stored paired-bootstrap comparison of the eval."""
+    c = (cand.paired.get(base.candidate) or {}).get(metric)
+    if not c or c.get("delta") is None:
+        have = sorted(b for b, ms in cand.paired.items() if metric in ms)
+        raise AdviseError(f"eval.gates.{g.key}: {metric} is a corpus-level metric, compared only within one eval "
+                          f"(paired bootstrap), and the stored eval has no comparison of {cand.candidate} against "
+                          f"{base.candidate}" + (f"; it has one against {', '.join(have)}" if have else ""))
+    lo, hi = c["ci"] if c.get("ci") else (c["delta"], c["delta"])
+    failed = (hi if hib else -lo) < -g.margin
+    out = {"observed": round(c["delta"], 4), "ci": [round(lo, 4), round(hi, 4)], "p_value": c.get("p_value"),
+           "test": c.get("test"), "n": c.get("n"), "wins": None, "losses": None, "ties": None,
+           "baseline": base.candidate, "margin": g.margin, "min_detectable_effect": None,
+           "status": FAIL if failed else PASS}
+    p = f", p={c['p_value']:.3g}" if c.get("p_value") is not None else ""
+    out["message"] = (f"{metric} changed by {c['delta']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, {c.get('test')}{p}, "
+                      f"n={c.get('n')}) against {base.candidate}; "
+                      + ("significantly worse than" if failed else "not significantly worse than")
+                      + f" the allowed margin {g.margin:g}")
+    if not failed and (lo if hib else -hi) < -g.margin:
+        out["status"] = WARN
+        out["warning"] = (f"underpowered: with {c.get('n')} items the 95% interval ({lo:+.3f} to {hi:+.3f}) cannot "
+                          f"rule out a regression larger than the margin {g.margin:g} — add items")
     return out
 
 
@@ -316,6 +347,9 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
             scores[m] = [(row.get("scores") or {}).get(m) for row in rows]
         views[r["candidate"]] = RunView(r["candidate"], r["items"], dict(r.get("metrics") or {}), ids, scores,
                                         [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"))
+    for c in summary.get("comparisons") or []:
+        if c.get("b") in views:
+            views[c["b"]].paired.setdefault(c["a"], {}).update(c.get("metrics") or {})
     canary = summary.get("canary") or {}
     headline = (canary.get("metrics") or [None])[0]
     for cr in canary.get("runs") or []:

@@ -126,6 +126,26 @@ def test_fail_on_regression_is_significant_not_a_dip(evaluated):
     assert g["status"] == "fail" and g["p_value"] < 0.001 and g["ci"][1] < -0.02
 
 
+def test_regression_gate_on_a_corpus_level_metric_uses_the_stored_paired_bootstrap(evaluated):
+    """macro_f1 has no per-item scores: the gate reads the eval's paired comparison (docs/ci.md's example)."""
+    from advisor.project import load_project
+    from evaluators.runner import stored_results
+
+    summary = stored_results(load_project(evaluated))
+    comp = next(c for c in summary["comparisons"] if (c["a"], c["b"]) == (BASE, ORACLE))["metrics"]["macro_f1"]
+    with_gates(evaluated, {"macro_f1": {"no_regression": {"baseline": BASE, "margin": 0.02}}})
+    r = gate(evaluated, "--candidate", ORACLE, "--json")
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.stdout)["gates"][0]
+    assert g["status"] == "pass" and g["observed"] == round(comp["delta"], 4) and g["test"] == comp["test"]
+    # the eval compared the endpoint against the base, not the other way round: said plainly, exit 2
+    with_gates(evaluated, {"macro_f1": {"no_regression": {"baseline": ORACLE, "margin": 0.02}}})
+    r = gate(evaluated, "--candidate", BASE)
+    assert r.exit_code == 2
+    assert (f"eval.gates.macro_f1.no_regression: macro_f1 is a corpus-level metric, compared only within one eval "
+            f"(paired bootstrap), and the stored eval has no comparison of {BASE} against {ORACLE}") in r.stderr
+
+
 def test_underpowered_gate_warns_but_passes(evaluated):
     # few-shot and zero-shot oracles are both 90% right, on different items: delta 0, but 100 items
     # cannot rule out a 2-point regression
