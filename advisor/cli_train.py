@@ -142,9 +142,9 @@ def models_tiny(directory: Path, steps: int | None, seed: int, force: bool, exis
     """Build a small causal LM in DIRECTORY with no download: a byte-level BPE tokenizer with a chat
     template, a small Llama config, a short pretraining on text shipped in the package."""
     from advisor.errors import AdviseError
+    from advisor.files import check_output_dir
 
-    if directory.exists() and not directory.is_dir():
-        raise AdviseError("exists and is not a directory", file=directory)
+    check_output_dir(directory, "the model directory")
     if exist_ok and not force and (directory / "tiny_model_build.json").is_file() and (directory / "config.json").is_file():
         click.echo(f"{directory} already holds a tiny model; kept it (--force rebuilds it)")
         return
@@ -159,6 +159,10 @@ def models_tiny(directory: Path, steps: int | None, seed: int, force: bool, exis
     def progress(step, total, loss):
         click.echo(f"pretraining step {step}/{total}  loss {loss:.3f}", err=True)
 
+    try:
+        directory.mkdir(parents=True, exist_ok=True)  # fails here, at once, where it cannot be created
+    except OSError as e:
+        raise AdviseError(f"cannot create the model directory: {e.strerror or e}", file=directory) from None
     summary = build_tiny_model(directory, progress=progress, **kw)
     click.echo(f"wrote a {summary['parameters']:,}-parameter model to {directory} in {summary['seconds']:.0f} s "
                f"(pretraining loss {summary.get('pretrain_loss_first') or 0:.2f} -> "

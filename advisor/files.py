@@ -23,6 +23,21 @@ def check_output_path(path: Path | None, option: str) -> None:
         raise AdviseError(f"{option}: {parent} is a file, so {path.name} cannot be created under it", file=path)
 
 
+def check_output_dir(path: Path, what: str) -> None:
+    """Refuse, before any work, a directory that cannot be created or written: a file in the way, or no
+    write permission in the nearest existing parent."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AdviseError(f"{what} must be a directory, and this is a file", file=path)
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AdviseError(f"{what}: {parent} is a file, so the directory cannot be created under it", file=path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AdviseError(f"{what}: no permission to write in {parent}", file=path)
+
+
 def write_output(path: Path, text: str, option: str) -> Path:
     """Write text to path atomically (a reader never sees half a file); errors name the file."""
     path = Path(path)

@@ -243,6 +243,12 @@ def test_export_merges_the_adapter_into_a_standalone_model(ticket, train_tiny_mo
     assert res.exit_code == 2 and "not empty" in res.stderr
     assert fx.cli("export", r["artifact"], tmp_path / "m2").exit_code == 0
     assert fx.cli("export", "no-such-run", tmp_path / "m3", "--project", ticket).exit_code == 2
+    (tmp_path / "a-file").write_text("mine")
+    res = fx.cli("export", r["artifact"], tmp_path / "a-file")
+    assert res.exit_code == 2 and "the export destination must be a directory, and this is a file" in res.stderr
+    assert (tmp_path / "a-file").read_text() == "mine"
+    res = fx.cli("export", r["artifact"], tmp_path / "a-file" / "below")
+    assert res.exit_code == 2 and "is a file, so the directory cannot be created under it" in res.stderr
 
 
 def test_export_refuses_prompt_tuning(ticket, tmp_path):
@@ -262,6 +268,11 @@ def test_models_tiny_builds_a_loadable_model(tmp_path):
     assert AutoTokenizer.from_pretrained(d).chat_template
     res = fx.cli("models", "tiny", d)
     assert res.exit_code == 2 and "--force" in res.stderr
+    (tmp_path / "a-file").write_text("mine")
+    for bad, msg in ((tmp_path / "a-file", "must be a directory, and this is a file"),
+                     (tmp_path / "a-file" / "tiny", "is a file, so the directory cannot be created under it")):
+        res = fx.cli("models", "tiny", bad)
+        assert res.exit_code == 2 and msg in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 def test_a_moved_project_keeps_its_tuned_model(tmp_path, train_tiny_model):

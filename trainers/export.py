@@ -60,6 +60,9 @@ def _snapshot(src: Path) -> dict:
 def export(src: Path, out_dir: Path) -> dict:
     src = Path(src)
     out_dir = Path(out_dir)
+    from advisor.files import check_output_dir
+
+    check_output_dir(out_dir, "the export destination")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise AdviseError("already exists and is not empty; choose a new directory", file=out_dir)
     snap = _snapshot(src)
