@@ -47,9 +47,11 @@ def _check_record(project, result, plugin):
         run = store.get_run(result["run_id"])
         log = store.train_log(result["run_id"])
         arts = store.artifacts(result["run_id"])
+        assessed = store.latest_run("assess")  # the report's estimate-vs-actual needs it
     finally:
         store.close()
     assert run["status"] == "done" and run["name"] == plugin and run["kind"] == "train"
+    assert assessed is not None and assessed["result"]["recommendation"]["method"]
     cfg = run["config"]
     assert cfg["plugin"] == plugin and cfg["seed"] == cfg["config"]["seed"]
     assert len(cfg["data"]["train_sha256"]) == 64 and cfg["data"]["eval_sha256"]

@@ -436,6 +436,18 @@ def _stderr_fd():
         return None
 
 
+def _store_assessment(project) -> None:
+    """The report compares the estimate with the actual run: keep the assessment of the data trained on
+    (reused when stored already, as advise run does)."""
+    from advisor.assess import assess_and_store
+
+    docs = project.data_path("docs")
+    try:
+        assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command="advise train")
+    except AdviseError:
+        pass  # an assessment that cannot be made does not stop a training run that passed its own checks
+
+
 def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> dict:
     """Create (or reopen) the run, train, record the outcome. Returns the JSON result."""
     from advisor.store import Store
@@ -449,6 +461,8 @@ def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> di
         if command:
             request["command"] = command
         req_path.write_text(json.dumps(request, indent=2, default=str) + "\n", encoding="utf-8")
+    if not plan.resume:
+        _store_assessment(plan.project)
     store = Store.for_project(plan.project)
     if plan.resume:
         _reopen(store, plan.run_id, cmd)
