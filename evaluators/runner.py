@@ -490,6 +490,7 @@ class Evaluator:
         self.use_cache, self.on_batch = use_cache, on_batch
         self.trust_remote_code, self.batch_size = trust_remote_code, batch_size
         self.progress = _Progress(progress, console)
+        self.judge_failures: dict[str, tuple[int, int, str]] = {}  # candidate -> (failed, asked, first error)
         self.backends: dict[tuple, Backend] = {}
         self._fps: dict[tuple, dict] = {}
         self.judge = judge
@@ -672,6 +673,7 @@ class Evaluator:
     def _judge_scores(self, run: CandidateRun) -> None:
         jfp = self.judge.fingerprint()
         todo = [i for i in run.ok if (run.data[i].get("judge") or {}).get(jfp) is None]
+        failed: list[str] = []
         t0 = time.perf_counter()
         for start in range(0, len(todo), 32):
             idx = todo[start : start + 32]
@@ -684,7 +686,10 @@ class Evaluator:
                     rows.append((run.items[i].hash, run.outputs[i], run.data[i], None))
                 else:
                     run.data[i].setdefault("judge_errors", {})[jfp] = r.error
+                    failed.append(str(r.error or "no score"))
             self.store.put_items(run.fingerprint, run.settings_hash, rows)
+        if failed:
+            self.judge_failures[run.name] = (len(failed), len(todo), failed[0])
         for i in run.ok:
             s = (run.data[i].get("judge") or {}).get(jfp)
             if s is not None:
@@ -995,7 +1000,11 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
                             "metrics": list(CANARY_METRICS), "runs": [r.summary() for r in canary_runs],
                             "comparisons": ccomps}
         ev.timing["metrics"] += time.perf_counter() - t0
+        for name, (n_failed, n_asked, first) in ev.judge_failures.items():
+            warnings.append(f"the judge failed on {n_failed} of {n_asked} items of {name} (not scored): {first}")
         for m in metrics:
+            if m == "judge_score" and ev.judge_failures:
+                continue  # said above, with the judge's own error
             if m != "judge_pairwise" and runs and all((r.metrics.get(m) or {}).get("n", 0) == 0 for r in runs):
                 warnings.append(f"metric {m} could not score any item (it needs "
                                 f"{'references' if m in ('accuracy', 'exact_match') else 'inputs the items or the backends do not have'})")

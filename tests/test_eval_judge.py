@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import eval_fixtures
 import pytest
 from click.testing import CliRunner
 from eval_fixtures import copy_project
@@ -19,6 +20,8 @@ from evaluators.judge import (
     parse_verdict,
     template_path,
 )
+
+tiny_model_dir = eval_fixtures.tiny_model_dir
 
 
 def test_shipped_templates_render_strictly():
@@ -105,3 +108,16 @@ def test_vllm_local_backend_without_vllm_exits_2(tmp_path):
     assert r.exit_code == 2
     (line,) = r.stderr.strip().splitlines()
     assert "pip install vllm" in line
+
+
+def test_a_judge_that_cannot_be_reached_is_reported_not_hidden(tmp_path, tiny_model_dir):
+    import json
+
+    root = copy_project(tmp_path / "p", tiny_model_dir)
+    r = CliRunner().invoke(main, ["eval", str(root), "--judge-endpoint", "http://127.0.0.1:9/v1", "--judge-model", "j",
+                                  "--max-items", "2", "--candidate", "base:zero-shot", "--strategy", "zero-shot",
+                                  "--canary", "none", "--retries", "0", "--json"])
+    assert r.exit_code == 0, r.stderr
+    (w,) = json.loads(r.stdout)["warnings"]
+    assert w.startswith("the judge failed on 2 of 2 items of base:zero-shot (not scored): cannot connect:")
+    assert f"advise: warning: {w}" in r.stderr
