@@ -82,6 +82,16 @@ def make_items(records: Sequence[Record], max_items: int | None = None) -> list[
     return items
 
 
+def _duplicate_lines(records: Sequence[Record]) -> list:
+    seen, out = set(), []
+    for r in records:
+        h = item_hash(r)
+        if h in seen:
+            out.append(r.line)
+        seen.add(h)
+    return out
+
+
 # -------------------------------------------------------------------------------------- task kind
 
 
@@ -894,6 +904,13 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
         if data.skipped_note():
             warnings.append(data.skipped_note())
         items = make_items(data.eval, max_items or project.eval.max_items)
+        considered = min(len(data.eval), max_items or project.eval.max_items or len(data.eval))
+        if len(items) < considered:
+            dup_lines = _duplicate_lines(data.eval[:considered])
+            src = project.data_path("eval") or project.data_path("train")
+            warnings.append(f"{considered - len(items)} exact duplicate eval record(s) scored once, not twice: "
+                            + ", ".join(f"{src}:{n}" for n in dup_lines[:5]) + (" ..." if len(dup_lines) > 5 else "")
+                            + " repeat earlier records")
         if not items:
             raise AdviseError("no eval item", file=project.data_path("eval") or project.data_path("train"))
         docs_dir = project.data_path("docs")

@@ -346,6 +346,20 @@ def test_invalid_eval_records_are_named_not_dropped_silently(tmp_path, tiny_mode
     assert f"advise: warning: {note}" in r.stderr
 
 
+def test_duplicate_eval_records_are_scored_once_and_named(tmp_path, tiny_model_dir):
+    root = copy_project(tmp_path / "p", tiny_model_dir)
+    f = root / "data" / "eval.jsonl"
+    lines = f.read_text().splitlines()
+    lines[3] = lines[0]
+    f.write_text("\n".join(lines) + "\n")
+    r = invoke(root, "--json", "--canary", "none", "--candidate", "base:zero-shot", "--strategy", "zero-shot",
+               "--max-items", "5")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["items"] == 4
+    assert out["warnings"] == [f"1 exact duplicate eval record(s) scored once, not twice: {f}:4 repeat earlier records"]
+
+
 def test_metrics_override_and_missing_canary_file(tmp_path, tiny_model_dir):
     from evaluators.runner import run_eval
 
