@@ -27,6 +27,9 @@ def model_path() -> str:
 def encoder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from advisor.quiet import quiet_libraries
+
+    quiet_libraries()
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path(), device="cpu")

@@ -161,21 +161,9 @@ def model_fingerprint(model: str | Path, revision: str | None = None) -> dict[st
 
 
 def _quiet_transformers() -> None:
-    import logging
-    import warnings
+    from advisor.quiet import quiet_libraries
 
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # an optional CPU kernel it lacks: noise
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # deprecation chatter of transformers/peft internals is not the user's business
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)(\.|$)")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - cosmetics only
-        pass
+    quiet_libraries()
 
 
 def _first_line(e: BaseException) -> str:

@@ -181,3 +181,15 @@ def test_project_rubric_overrides_merge_and_bad_ones_name_file_and_line(make_pro
         assert r.exit_code == 2, r.output
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"advise: {over}:{line}: {msg}"), lines
+
+
+def test_assess_with_docs_prints_nothing_but_its_result(tmp_path):
+    """The embedding signal loads MiniLM through sentence-transformers: no library chatter on stderr."""
+    import shutil
+
+    root = tmp_path / "cq"
+    shutil.copytree(SAMPLES / "covid-qa-docs", root, ignore=shutil.ignore_patterns(".advise"))
+    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli import main; sys.exit(main())",
+                          "assess", str(root), "--json"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert json.loads(res.stdout)["recommendation"]["method"] == "rag"

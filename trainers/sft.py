@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from advisor.quiet import quiet_libraries  # also imported from here by the plugins
 from trainers.base import (
     DeviceInfo,
     PeakMemory,
@@ -34,31 +35,6 @@ class SFTFields(PluginConfig):
         "auto", description="padded: pad each batch to its longest example; padding_free: concatenate a batch "
         "into one row (no pad tokens); packed: pack examples into max_length rows (changes the batch "
         "composition). auto: padding_free on CUDA with flash attention, padded elsewhere.")
-
-
-def quiet_libraries() -> None:
-    import logging
-    import os
-    import warnings
-
-    # bitsandbytes (installed for qlora, imported by peft) tells at import that an optional CPU kernel
-    # package is missing; its pure-torch fallback is what runs, so that line is noise in every lora run
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
-    except ImportError:
-        pass
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*(ensure_weight_tying|tied|tie_word_embeddings).*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def score_labelled_positions_only_on_cpu() -> None:
