@@ -99,6 +99,7 @@ def render_report(data: dict) -> str:
         metric_names=metric_names, charts=_charts(data, metric_names),
         repro={k: _cut(v, 6000) for k, v in (data.get("repro") or {}).items()},
         pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
+        eval_note=data.get("eval_note"), train_note=data.get("train_note"),
     )
 
 

@@ -83,6 +83,20 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         ev = stored_results(project, store)
     except Exception:  # noqa: BLE001 - a report still renders without eval results
         ev = None
+    eval_note = None
+    if not ev:
+        newest = store.latest_run("eval_summary")
+        if newest and newest.get("result"):
+            n = newest["result"].get("items")
+            eval_note = (f"No eval results for the current eval set and base model. The newest stored eval "
+                         f"({newest['id']}, {n} items) is of other items (a --max-items run, or older data) or "
+                         "another base model: run advise eval.")
+    train_note = None
+    last = store.latest_run("train", status=None)
+    if last and last.get("status") != "done":
+        err = f": {last['error']}" if last.get("error") else ""
+        train_note = (f"The latest training run, {last['id']}, is {last.get('status')}{err}. "
+                      f"advise train {project.root} --resume {last['id']} continues it from its last checkpoint.")
     train = None
     run = store.latest_run("train")
     if run and run.get("result"):
@@ -125,4 +139,6 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         "gate": _gate(project, store, ev),
         "repro": repro,
         "pipeline": pipeline,
+        "eval_note": eval_note,
+        "train_note": train_note,
     }

@@ -126,6 +126,25 @@ def test_report_shows_the_assessment_of_the_current_inputs(tmp_path, monkeypatch
     assert "made for earlier inputs" in html
 
 
+def test_report_says_why_eval_or_training_results_are_missing(tmp_path, tiny_model_dir):
+    from advisor.project import load_project
+    from advisor.store import Store
+
+    root = project_copy(tmp_path, "ticket-routing-tiny", tiny_model_dir)
+    r = CliRunner().invoke(main, ["eval", str(root), "--max-items", "3", "--candidate", "base:zero-shot",
+                                  "--strategy", "zero-shot", "--canary", "none"])
+    assert r.exit_code == 0, r.output
+    store = Store.for_project(load_project(root))
+    rid = store.start_run("train", name="lora")
+    store.finish_run(rid, "failed", error="RuntimeError: out of memory")
+    store.close()
+    assert CliRunner().invoke(main, ["report", str(root), "--out", str(tmp_path / "r.html")]).exit_code == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "No eval results for the current eval set and base model. The newest stored eval" in html
+    assert "3 items) is of other items (a --max-items run" in html
+    assert f"The latest training run, {rid}, is failed: RuntimeError: out of memory." in html
+
+
 def one_line(r, code=2):
     assert r.exit_code == code, r.output
     lines = r.stderr.strip().splitlines()
