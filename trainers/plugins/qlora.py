@@ -85,8 +85,10 @@ def train(req: TrainRequest) -> TrainResult:
         model = AutoModelForCausalLM.from_pretrained(req.base_model, **kw)
     except OSError as e:
         raise AdviseError(f"cannot load the base model '{req.base_model}': {str(e).splitlines()[0]}") from None
-    gc = c.gradient_checkpointing if c.gradient_checkpointing is not None else True
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
+    # QLoRA's usual setting on a GPU; on the CPU memory is not the limit and recomputation only costs time
+    gc = c.gradient_checkpointing if c.gradient_checkpointing is not None else device.type == "cuda"
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                            gradient_checkpointing_kwargs={"use_reentrant": False})
     return train_sft(req, model=model, peft_config_fn=lambda cfg, m: lora_config(cfg, m),
                      metrics={"quantization": f"4-bit {c.quant_type}"})
 
