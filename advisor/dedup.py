@@ -232,10 +232,12 @@ class LeakageIndex:
         self._pending_words: list[list[str]] = []
         self._out_words: dict[str, list[str]] = {}
 
-    def add_eval(self, line: int, raw_key: str, output: str, norm_key: str) -> None:
+    def add_eval(self, line: int, raw_key: str, output: str, norm_key: str, key_id=None, nkey_id=None) -> None:
+        """``key_id``/``nkey_id``: the identity of the input for exact / normalised matches (context and
+        key, see Record.context); default the key itself. N-grams use the key and output only."""
         self.items += 1
-        self.exact.setdefault(hash((raw_key, output)), line)
-        self.norm_input.setdefault(hash(norm_key), line)
+        self.exact.setdefault(hash((raw_key if key_id is None else key_id, output)), line)
+        self.norm_input.setdefault(hash(norm_key if nkey_id is None else nkey_id), line)
         toks = words(raw_key + " " + output)
         if len(toks) >= self.n:
             for g in set(_window_hashes([toks], self.n)[0].tolist()):
@@ -273,14 +275,14 @@ class LeakageIndex:
         self._keys = np.sort(np.fromiter(self.ngrams, dtype=np.uint64, count=len(self.ngrams)))
         self._frozen = True
 
-    def check_train(self, line: int, raw_key: str, output: str, norm_key: str) -> None:
+    def check_train(self, line: int, raw_key: str, output: str, norm_key: str, key_id=None, nkey_id=None) -> None:
         if not self._frozen:
             self._freeze()
-        e = self.exact.get(hash((raw_key, output)))
+        e = self.exact.get(hash((raw_key if key_id is None else key_id, output)))
         if e is not None:
             self.hits["leakage_exact"].setdefault(e, line)
             return
-        e = self.norm_input.get(hash(norm_key))
+        e = self.norm_input.get(hash(norm_key if nkey_id is None else nkey_id))
         if e is not None:
             self.hits["leakage_normalised"].setdefault(e, line)
             return

@@ -252,28 +252,38 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
     sample: list[Record] = []
     n = chosen_len = rejected_len = 0
     norm_out: dict[str, str] = {}  # normalised short outputs: labels and stock replies repeat
+    norm_ctx: dict[str, str] = {}  # normalised contexts: system prompts and instructions repeat
     add_line, add_h, add_hn, add_hk, add_ho = lines.append, hs.append, hns.append, hks.append, hos.append
     near_add, outs_add = near.add, outs.add
     for rec in iter_records(job.path, findings, stats, job.declared, job.display, span=span, offsets=offsets):
         n += 1
         line = rec.line
-        key, output, rejected = rec.key, rec.output, rec.rejected
+        key, output, rejected, ctx = rec.key, rec.output, rec.rejected, rec.context
         nkey = normalise(key)
+        if ctx:  # another system prompt / instruction / earlier turn makes another example
+            nctx = norm_ctx.get(ctx)
+            if nctx is None:
+                nctx = normalise(ctx)
+                if len(norm_ctx) < 10_000:
+                    norm_ctx[ctx] = nctx
+            key_id, nkey_id = (ctx, key), (nctx, nkey)
+        else:
+            key_id, nkey_id = key, nkey
         nout = norm_out.get(output)
         if nout is None:
             nout = normalise(output)
             if len(output) <= 80 and len(norm_out) < 50_000:
                 norm_out[output] = nout
         add_line(line)
-        add_h(hash((key, output, rejected)))
-        add_hn(hash((nkey, nout)))
-        add_hk(hash(nkey))
+        add_h(hash((key_id, output, rejected)))
+        add_hn(hash((nkey_id, nout)))
+        add_hk(hash(nkey_id))
         add_ho(hash(nout))
         near_add(line, nkey + " | " + nout)
         if check_train is not None:
-            check_train(line, key, output, nkey)
+            check_train(line, key, output, nkey, key_id, nkey_id)
         elif add_eval is not None:
-            add_eval(line, key, output, nkey)
+            add_eval(line, key, output, nkey, key_id, nkey_id)
         if tok is not None:
             tok.add(rec)
         else:

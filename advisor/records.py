@@ -30,6 +30,11 @@ FORMAT_KEYS = {
 TURN_MARKERS = ("\n\nHuman:", "\n\nAssistant:")
 
 
+def _context(prompt: list[dict]) -> str:
+    """The non-user messages of a prompt (system, earlier assistant turns), joined."""
+    return "\x1f".join(m["content"] for m in prompt if m.get("role") != "user")
+
+
 @dataclass(slots=True)
 class Record:
     """One valid example, normalised whatever its format.
@@ -37,7 +42,8 @@ class Record:
     ``prompt`` is the conversation the model reads (system/user/... messages, without the final
     target); ``output`` is the reply it must learn (the last assistant message, ``output``,
     ``completion`` or ``chosen``). ``key`` is the distinctive input text (user content without the
-    system prompt or a shared instruction), used for duplicates and leakage.
+    system prompt or a shared instruction), used for retrieval, n-gram leakage and signals; duplicates
+    and exact leakage compare ``(context, key)``.
     """
 
     line: int
@@ -48,6 +54,10 @@ class Record:
     rejected: str | None = None
     targets: list[str] = field(default_factory=list)  # every assistant turn that is trained on
     extra: dict | None = None  # keys beyond the format (references, tags, id ...)
+    # what else the prompt says besides ``key`` (system prompt, earlier assistant turns, an alpaca
+    # instruction over an input): two records with the same key and another context are different
+    # examples, so duplicates, conflicts and exact leakage compare (context, key)
+    context: str = ""
 
     @property
     def texts(self) -> list[str]:
@@ -153,7 +163,8 @@ class _Checker:
         output = msgs[last]["content"]
         targets = [msgs[i]["content"] for i in assistants if msgs[i].get("weight", 1) != 0]
         key = msgs[users[0]]["content"] if len(users) == 1 else "\n".join([msgs[i]["content"] for i in users])
-        return Record(line, "chat", msgs[:last], output, key, targets=targets or [output])
+        return Record(line, "chat", msgs[:last], output, key, targets=targets or [output],
+                      context=_context(msgs[:last]))
 
     def _shape(self, roles: tuple, line: int) -> tuple[int, list[int], list[int]]:
         """Check a sequence of roles once per distinct sequence (cached); report its warnings at
@@ -191,7 +202,8 @@ class _Checker:
         output = contents[last]
         key = contents[users[0]] if len(users) == 1 else "\n".join([contents[i] for i in users])
         prompt = [{"role": r, "content": c} for r, c in zip(roles[:last], contents[:last], strict=True)]
-        return Record(line, "chat", prompt, output, key, targets=[contents[i] for i in assistants])
+        ctx = "\x1f".join([contents[i] for i in range(last) if roles[i] != "user"]) if last > len(users) else ""
+        return Record(line, "chat", prompt, output, key, targets=[contents[i] for i in assistants], context=ctx)
 
     # -- alpaca ----------------------------------------------------------------------------------
     def alpaca(self, obj: dict, line: int) -> Record:
@@ -200,7 +212,8 @@ class _Checker:
         output = _nonempty(_text(obj, "output"), "output")
         user = instruction + ("\n\n" + inp if inp.strip() else "")
         key = inp if inp.strip() else instruction
-        return Record(line, "alpaca", [{"role": "user", "content": user}], output, key)
+        return Record(line, "alpaca", [{"role": "user", "content": user}], output, key,
+                      context=instruction if inp.strip() else "")
 
     # -- prompt / completion ---------------------------------------------------------------------
     def _prompt(self, obj: dict, line: int) -> list[dict]:
@@ -224,7 +237,7 @@ class _Checker:
         prompt = self._prompt(obj, line)
         completion = self._reply(obj, "completion", line)
         key = "\n".join(m["content"] for m in prompt if m["role"] == "user") or prompt[-1]["content"]
-        return Record(line, "prompt_completion", prompt, completion, key)
+        return Record(line, "prompt_completion", prompt, completion, key, context=_context(prompt))
 
     # -- preference ------------------------------------------------------------------------------
     def preference(self, obj: dict, line: int) -> Record:
@@ -251,7 +264,7 @@ class _Checker:
             if any(mark in reply for mark in TURN_MARKERS):
                 self.warn("embedded_turn_markers", line, f"'{name}' contains a turn marker")
         key = "\n".join(m["content"] for m in prompt if m["role"] == "user") or prompt[-1]["content"]
-        return Record(line, "preference", prompt, chosen, key, rejected=rejected)
+        return Record(line, "preference", prompt, chosen, key, rejected=rejected, context=_context(prompt))
 
     def _reply_raw(self, obj: dict, key: str, line: int) -> str:
         v = obj.get(key)

@@ -202,3 +202,28 @@ def test_label_balance_json_outputs_and_refusals(make_project):
     c = codes(out)
     assert c["invalid_json_output"]["examples"][0]["line"] == 19
     assert c["refusal_like"]["examples"][0]["line"] == 21
+
+
+def test_another_instruction_or_system_prompt_is_another_example(make_project):
+    """Same input, different instruction / system prompt: different tasks, not duplicates, conflicts or
+    exact leakage. The same instruction and input twice still is a duplicate."""
+    inputs = [f"The parcel {i} arrived late and the box was damaged at corner {i * 3}." for i in range(60)]
+    tasks = [("Classify the sentiment.", "negative"), ("Translate to French.", "Le colis est arrivé en retard."),
+             ("Summarise in three words.", "late damaged parcel")]
+    train = [{"instruction": t, "input": x, "output": o} for x in inputs for t, o in tasks]
+    ev = [{"instruction": "Extract the parcel number.", "input": x, "output": str(i)} for i, x in enumerate(inputs[:20])]
+    out = assess_json(make_project(train, ev, name="alp"))
+    found = codes(out)
+    for code in ("duplicate_exact", "duplicate_normalised", "conflicting_outputs", "leakage_exact",
+                 "leakage_normalised"):
+        assert code not in found, found[code]
+    assert not any("deduplicate" in b for b in out["recommendation"]["blockers"])
+    # the passages themselves were trained on: lm-eval's 13-gram decontamination still counts that
+    assert found["leakage_ngram"]["count"] == 20
+    sysdup = [{"messages": [{"role": "system", "content": f"Answer in {lang}."}, {"role": "user", "content": x},
+                            {"role": "assistant", "content": f"{lang} answer {i}"}]}
+              for i, x in enumerate(inputs) for lang in ("French", "German")]
+    found = codes(assess_json(make_project(sysdup, name="sys")))
+    assert "duplicate_exact" not in found and "conflicting_outputs" not in found
+    twice = train + train[:30]
+    assert codes(assess_json(make_project(twice, name="twice")))["duplicate_exact"]["count"] == 30
