@@ -124,8 +124,10 @@ def decide(f: Facts, rubric: dict) -> dict:
             cpu = f.estimates.get("lora", {}).get("cpu_hours")
             b.reasons["lora"].append((0.0, f"no GPU, but the model is small: training runs on this CPU in "
                                            f"{_duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
-        b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)",
-               only=tuple(m for m in TRAINING if m not in on_cpu))
+        off_cpu = tuple(m for m in TRAINING if m not in on_cpu)
+        if off_cpu:  # (an empty `only` would mean every method)
+            b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)",
+                   only=off_cpu)
 
     for m in TRAINING:
         est = f.estimates.get(m)

@@ -713,6 +713,9 @@ def estimate(
     # scaled to the cores of the machine that will train (this one: training on CPU happens here)
     cores = os.cpu_count() or int(cpu["assumed_cores"])
     cpu_tflops = float(cpu["effective_tflops"]) * min(cores, int(cpu["assumed_cores"])) / int(cpu["assumed_cores"])
+    from advisor.rubric import load_rubric, value
+
+    cpu_max_hours = float(value(load_rubric("decision"), "thresholds", "cpu_training_max_hours"))
 
     train_tokens = train_tokens_per_epoch * epochs
     pref_per_epoch = (2 * train_tokens_per_epoch if preference_tokens_per_epoch is None
@@ -859,6 +862,15 @@ def estimate(
                         entry["fits_note"] += (f"; {cheaper} fits ({_sig(sum(other[1].values()), 4)} GB per GPU "
                                                f"at micro-batch {other[0]})")
                         break
+
+        # A small model trains on this CPU: it fits, and costs nothing to rent
+        cpu_h = entry.get("cpu_hours")
+        if (hw.kind == "cpu" and method in TRAINING_METHODS and method != "qlora" and cpu_h is not None
+                and cpu_h <= cpu_max_hours):
+            entry["fits"] = True
+            entry["cost_usd"] = 0.0
+            entry["fits_note"] = (f"fits this CPU: roughly {cpu_h} hours at ~{cpu_tflops:g} TFLOP/s effective "
+                                  f"(<= {cpu_max_hours:g} h; no GPU to rent)")
 
         # Budget
         if budget_usd is None or entry.get("cost_usd") is None:

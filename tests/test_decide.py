@@ -77,6 +77,8 @@ def test_no_gpu_but_a_small_model_trains_on_cpu():
     d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=tiny), R)
     assert d["method"] == "lora" and d["blockers"] == []
     assert any("training runs on this CPU in under a minute" in r for r in d["reasons"])
+    # every training method runs on the CPU: none is ruled out for want of a GPU
+    assert not any("needs a GPU" in a["why_not"] for a in d["alternatives"]), d["alternatives"]
     big = {m: {"method": m, "fits": False, "cpu_hours": 900.0, "memory_gb": 60} for m in ("lora", "full", "rlhf")}
     d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=big, method_override="lora"), R)
     assert any("does not fit none" in b for b in d["blockers"])

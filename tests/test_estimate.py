@@ -405,6 +405,16 @@ def test_no_gpu_reports_not_fitting_and_cpu_time():
     assert _method(r, "prompting")["fits"] is None
 
 
+def test_a_small_model_fits_this_cpu_at_no_cost():
+    r = _run(methods=["lora", "full", "qlora"], hardware="none", budget_usd=0, train_tokens_per_epoch=20_000,
+             base_model="acme/tiny-0.001B")
+    for m in ("lora", "full"):
+        e = _method(r, m)
+        assert e["cpu_hours"] < 2 and e["fits"] is True and e["cost_usd"] == 0.0 and e["within_budget"] is True
+        assert e["fits_note"].startswith("fits this CPU: roughly")
+    assert _method(r, "qlora")["fits"] is False  # 4-bit kernels need a GPU
+
+
 def test_unknown_model_leaves_numbers_empty():
     r = _run(methods=["lora"], base_model="acme/mystery", budget_usd=5)
     e = _method(r, "lora")
