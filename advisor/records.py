@@ -28,6 +28,7 @@ FORMAT_KEYS = {
     "preference": {"prompt", "chosen", "rejected"},
 }
 TURN_MARKERS = ("\n\nHuman:", "\n\nAssistant:")
+TURN_STARTS = ("Human:", "Assistant:")  # a reply that opens with a fake turn
 
 
 def _context(prompt: list[dict]) -> str:
@@ -261,7 +262,7 @@ class _Checker:
         if implicit:
             self.warn("implicit_prompt", line)
         for name, reply in (("chosen", chosen), ("rejected", rejected)):
-            if any(mark in reply for mark in TURN_MARKERS):
+            if any(mark in reply for mark in TURN_MARKERS) or reply.lstrip().startswith(TURN_STARTS):
                 self.warn("embedded_turn_markers", line, f"'{name}' contains a turn marker")
         key = "\n".join(m["content"] for m in prompt if m["role"] == "user") or prompt[-1]["content"]
         return Record(line, "preference", prompt, chosen, key, rejected=rejected, context=_context(prompt))

@@ -84,15 +84,16 @@ def test_alpaca_prompt_completion_and_preference_errors(make_project):
     pref = [{"prompt": f"question {i}", "chosen": f"good answer {i}", "rejected": f"bad answer {i}"} for i in range(10)]
     pref += [{"prompt": "q", "chosen": "same", "rejected": "same"}, {"prompt": "q", "chosen": "", "rejected": "r"},
              {"prompt": "q", "chosen": "c", "rejected": "  "},
-             {"prompt": [{"role": "user", "content": "q"}], "chosen": "c\n\nHuman: more?", "rejected": "r"}]
+             {"prompt": [{"role": "user", "content": "q"}], "chosen": "c\n\nHuman: more?", "rejected": "r"},
+             {"prompt": "q2", "chosen": "fine", "rejected": "Human: and what else?"}]
     out = assess_json(make_project(pref, name="pref"))
     c = codes(out)
     assert c["chosen_equals_rejected"]["examples"][0]["line"] == 11
     assert c["empty_chosen"]["examples"][0]["line"] == 12
     assert c["empty_rejected"]["examples"][0]["line"] == 13
-    assert c["embedded_turn_markers"]["examples"][0]["line"] == 14
+    assert [e["line"] for e in c["embedded_turn_markers"]["examples"]] == [14, 15]  # inside, and at the start
     assert "mixed_prompt_formats" in c
-    assert out["data"]["train"]["preference"]["pairs"] == 11
+    assert out["data"]["train"]["preference"]["pairs"] == 12
 
 
 def test_mixed_formats_and_declared_format(make_project):
