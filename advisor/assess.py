@@ -117,6 +117,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         requirements_change=c.requirements_change,
         hardware=c.hardware,
         budget_usd=c.budget_usd,
+        on_prem=bool(c.data_must_stay_on_prem),
         method_override=project.method,
         estimates=by_method,
     )

@@ -36,6 +36,7 @@ class Facts:
     requirements_change: str | None = None
     hardware: str | None = None
     budget_usd: float | None = None
+    on_prem: bool = False  # constraints.data_must_stay_on_prem: no hosted API to fall back on
     method_override: str = "auto"
     estimates: dict = field(default_factory=dict)  # method -> estimate entry
 
@@ -237,6 +238,12 @@ def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
     if f.duplicate_share > b.th("max_duplicate_share"):
         out.append(f"{f.duplicate_share:.0%} of train records duplicate others (> {b.th('max_duplicate_share'):.0%}): "
                    "deduplicate before training")
+    if method not in TRAINING and f.on_prem:
+        est = f.estimates.get(method) or {}
+        if est.get("fits") is False:
+            out.append(f"serving the base model for {method} needs about {est.get('memory_gb', 0):.0f} GB, which does "
+                       f"not fit {f.hardware}, and the data must stay on premises (no hosted API): choose a smaller "
+                       "base model or more hardware")
     if method in TRAINING:
         n = f.train_examples
         if method == "rlhf":

@@ -82,3 +82,14 @@ def test_no_gpu_but_a_small_model_trains_on_cpu():
     big = {m: {"method": m, "fits": False, "cpu_hours": 900.0, "memory_gb": 60} for m in ("lora", "full", "rlhf")}
     d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=big, method_override="lora"), R)
     assert any("does not fit none" in b for b in d["blockers"])
+
+
+def test_a_model_too_big_to_serve_on_premises_blocks_prompting_and_rag():
+    serve = {m: {"method": m, "fits": False, "memory_gb": 816} for m in ("prompting", "rag")}
+    d = decide(facts(knowledge_score=0.9, has_docs=True, hardware="1x A10G", budget_usd=0, on_prem=True,
+                     estimates=serve), R)
+    assert d["method"] == "rag"
+    assert any("serving the base model for rag needs about 816 GB, which does not fit 1x A10G" in b
+               for b in d["blockers"])
+    d = decide(facts(knowledge_score=0.9, has_docs=True, hardware="1x A10G", estimates=serve), R)
+    assert d["blockers"] == []  # a hosted API can serve it when the data may leave
