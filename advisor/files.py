@@ -9,6 +9,13 @@ from pathlib import Path
 from advisor.errors import AdviseError
 
 
+def _existing_parent(path: Path) -> Path:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
 def check_output_path(path: Path | None, option: str) -> None:
     """Refuse, before any work, a destination that can never be written as a file."""
     if path is None:
@@ -16,9 +23,7 @@ def check_output_path(path: Path | None, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise AdviseError(f"{option} names a directory; give a file path (e.g. {path / 'out'})", file=path)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = _existing_parent(path)
     if parent.exists() and not parent.is_dir():
         raise AdviseError(f"{option}: {parent} is a file, so {path.name} cannot be created under it", file=path)
 
@@ -29,9 +34,7 @@ def check_output_dir(path: Path, what: str) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise AdviseError(f"{what} must be a directory, and this is a file", file=path)
-    parent = path
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = path if path.exists() else _existing_parent(path)
     if not parent.is_dir():
         raise AdviseError(f"{what}: {parent} is a file, so the directory cannot be created under it", file=path)
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -83,7 +83,7 @@ def export(src: Path, out_dir: Path) -> dict:
     trust = bool((snap.get("config") or {}).get("trust_remote_code", False))
     revision = (snap.get("config") or {}).get("revision")
 
-    from trainers.sft import quiet_libraries
+    from advisor.quiet import quiet_libraries
 
     quiet_libraries()  # library chatter (progress bars, deprecations) is not the user's business here
     import torch

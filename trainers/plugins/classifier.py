@@ -90,7 +90,7 @@ def _text(rec, mode: str) -> str:
 
 
 def train(req: TrainRequest) -> TrainResult:
-    from trainers.sft import quiet_libraries
+    from advisor.quiet import quiet_libraries
 
     quiet_libraries()
     import torch

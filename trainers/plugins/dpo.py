@@ -99,7 +99,7 @@ def prepare(project, config: DPOPluginConfig, base_model: str) -> dict:
 
 
 def train(req: TrainRequest) -> TrainResult:
-    from trainers.sft import quiet_libraries
+    from advisor.quiet import quiet_libraries
 
     quiet_libraries()
     from datasets import Dataset
