@@ -382,15 +382,18 @@ def _macro_prf(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) -> fl
     pred_count = cm[:, :n_classes].sum(axis=0).astype(float)
     present = true_count > 0
     tp, true_count, pred_count = tp[present], true_count[present], pred_count[present]
+    return float(_per_class(tp, true_count, pred_count, which).mean())
+
+
+def _per_class(tp: np.ndarray, true_count: np.ndarray, pred_count: np.ndarray, which: str) -> np.ndarray:
+    """Per-class precision, recall or F1 from the counts (0 where a class was never predicted)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if which == "precision":
-            per = np.where(pred_count > 0, tp / pred_count, 0.0)
-        elif which == "recall":
-            per = tp / true_count
-        else:
-            denom = true_count + pred_count
-            per = np.where(denom > 0, 2.0 * tp / denom, 0.0)
-    return float(per.mean())
+            return np.where(pred_count > 0, tp / pred_count, 0.0)
+        if which == "recall":
+            return tp / true_count
+        denom = true_count + pred_count
+        return np.where(denom > 0, 2.0 * tp / denom, 0.0)
 
 
 def _macro_prf_many(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) -> np.ndarray:
@@ -406,14 +409,8 @@ def _macro_prf_many(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) 
     true_count = cm.sum(axis=2).astype(float)
     pred_count = cm[:, :, :n_classes].sum(axis=1).astype(float)
     present = true_count > 0
+    per = _per_class(tp, true_count, pred_count, which)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if which == "precision":
-            per = np.where(pred_count > 0, tp / pred_count, 0.0)
-        elif which == "recall":
-            per = tp / true_count
-        else:
-            denom = true_count + pred_count
-            per = np.where(denom > 0, 2.0 * tp / denom, 0.0)
         count = present.sum(axis=1)
         return np.where(count > 0, np.where(present, per, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
 
