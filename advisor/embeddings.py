@@ -10,6 +10,7 @@ import os
 from functools import cache
 
 from advisor.errors import AdviseError
+from advisor.hf import quiet_libraries
 
 
 def model_path() -> str:
@@ -27,7 +28,6 @@ def model_path() -> str:
 def encoder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from advisor.quiet import quiet_libraries
 
     quiet_libraries()
     from sentence_transformers import SentenceTransformer

@@ -14,18 +14,46 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from advisor.assess.assessment import assess, assess_and_store, inputs_hash
 from advisor.errors import AdviseError
+from advisor.files import check_output_path
+from advisor.methods import METHOD_TO_PLUGIN, NO_TRAINING, estimate_row
+from advisor.project import load_project
+from advisor.report.collect import collect
+from advisor.report.render import write_report
+from advisor.store import Store
+from evaluators.runner import run_eval
+from trainers.base import plugin_names
+from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
 
 STAGES = ("assess", "baseline", "train", "tuned", "report")
-NO_TRAINING = ("prompting", "rag")
+
+
+def choose_plugin(project, method: str | None = None) -> tuple[dict | None, str | None]:
+    """(assessment recommendation or None, method) for a training run: --method, else project.yaml's
+    method, else the verdict of an assessment of the project's current inputs (nothing is written: the
+    training checks come first; ``store_assessment`` keeps it once they passed). The plugin itself is
+    picked by ``trainers.runner.resolve_method`` from advisor.methods' one map."""
+    if method or project.method != "auto":
+        return None, method
+    return assess(project, use_embeddings=False)["recommendation"], None
+
+
+def store_assessment(project) -> None:
+    """The report compares the estimate with the actual run: keep the assessment of the data trained on
+    (reused when stored already). An assessment that cannot be made does not stop a training run that
+    passed its own checks."""
+    docs = project.data_path("docs")
+    try:
+        assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command="advise train")
+    except AdviseError:
+        pass
 
 
 def _check_method(method: str | None) -> None:
     """--method: a project method (prompting, rag, lora, full, rlhf) or an installed training plugin."""
     if method is None or method in NO_TRAINING:
         return
-    from trainers.base import plugin_names
-    from trainers.runner import METHOD_TO_PLUGIN
 
     known = [*NO_TRAINING, *METHOD_TO_PLUGIN, *(n for n in plugin_names() if n not in METHOD_TO_PLUGIN)]
     if method not in known:
@@ -52,7 +80,7 @@ def _say(msg: str) -> None:
 
 def _plan(assessment: dict, method: str, trains: bool, until: str | None) -> dict:
     est = {e["method"]: e for e in (assessment.get("estimate") or {}).get("methods", [])}
-    key = {"dpo": "rlhf", "qlora": "lora", "classifier": "lora", "prompt_tuning": "lora"}.get(method, method)
+    key = estimate_row(method)
     e = est.get(key, {})
     stop = STAGES.index(until) if until else len(STAGES) - 1
     stages = []
@@ -68,14 +96,11 @@ def _plan(assessment: dict, method: str, trains: bool, until: str | None) -> dic
 
 def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | None = None, dry_run: bool = False,
                  ignore_blockers: bool = False, out: Path | None = None, progress: bool = True) -> PipelineResult:
-    from advisor.assess import assess_and_store
-    from advisor.project import load_project
 
     if until is not None and until not in STAGES:
         raise AdviseError(f"--until {until}: expected one of {', '.join(STAGES)}")
     project = load_project(project_dir)
     _check_method(method)
-    from advisor.files import check_output_path
 
     check_output_path(out, "the report (--out)")
     command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
@@ -110,7 +135,6 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     # every training check (plugin, hyperparameters, data, model, hardware) before any compute is spent
     train_plan = None
     if trains and not blocked and (until is None or STAGES.index(until) >= STAGES.index("train")):
-        from trainers.runner import plan_new
 
         train_plan = plan_new(project.root, method=train_method)
         result.plan["plugin"] = train_plan.plugin.name
@@ -139,8 +163,6 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
 
 
 def _stored_assessment_id(project, use_embeddings: bool) -> str | None:
-    from advisor.assess import inputs_hash
-    from advisor.store import Store
 
     if not (project.store_dir / "store.sqlite").is_file():
         return None
@@ -153,7 +175,6 @@ def _stored_assessment_id(project, use_embeddings: bool) -> str | None:
 
 
 def _evaluate(project, result: PipelineResult, stage: str, *, candidates, progress: bool) -> None:
-    from evaluators.runner import run_eval
 
     _say(f"{stage} eval")
     if not project.base_model:
@@ -164,8 +185,6 @@ def _evaluate(project, result: PipelineResult, stage: str, *, candidates, progre
 
 
 def _train(project, plan, result: PipelineResult) -> None:
-    from advisor.store import Store
-    from trainers.runner import TerminalProgress, execute, plan_resume
 
     method = plan.plugin.name
     store = Store.for_project(project)
@@ -195,9 +214,6 @@ def _train(project, plan, result: PipelineResult) -> None:
 
 
 def _report(project, path: Path, result: PipelineResult | None) -> Path:
-    from advisor.report import write_report
-    from advisor.report_data import collect
-    from advisor.store import Store
 
     store = Store.for_project(project)
     try:
@@ -211,10 +227,8 @@ def _report(project, path: Path, result: PipelineResult | None) -> Path:
 
 
 def report_only(project_dir: Path, out: Path | None = None) -> Path:
-    from advisor.project import load_project
 
     project = load_project(project_dir)
-    from advisor.files import check_output_path
 
     check_output_path(out, "the report (--out)")
     if not (project.store_dir / "store.sqlite").is_file():

@@ -16,18 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from advisor.errors import AdviseError
+from advisor.methods import METHODS
 
 PROJECT_FILE = "project.yaml"
 STORE_DIR = ".advise"
 
 
-class Method(str, Enum):
-    auto = "auto"
-    prompting = "prompting"
-    rag = "rag"
-    lora = "lora"
-    full = "full"
-    rlhf = "rlhf"
+# project.yaml's method: auto, or one of advisor.methods.METHODS (the vocabulary is defined there)
+Method = Enum("Method", [(m, m) for m in ("auto", *METHODS)], type=str)
 
 
 class DataFormat(str, Enum):

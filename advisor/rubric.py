@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from advisor.errors import AdviseError
+from advisor.project import ProjectLoader, _key_line, _yaml_error_line
 
 
 @cache
@@ -77,7 +78,6 @@ def load_rubric(name: str, project_root: Path | None = None) -> dict:
     if project_root is not None:
         over_file = Path(project_root) / "rubrics" / f"{name}.yaml"
         if over_file.is_file():
-            from advisor.project import ProjectLoader, _key_line, _yaml_error_line
 
             text = over_file.read_text(encoding="utf-8")
             try:

@@ -9,7 +9,6 @@ error rather than misread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -68,29 +67,30 @@ _MIGRATIONS = {
 }
 
 
-def stable_hash(obj) -> str:
-    """sha256 of a JSON-serialisable object with sorted keys (16 hex digits)."""
-    data = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def new_run_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 class Store:
-    def __init__(self, path: Path):
+    """The run store (``PROJECT/.advise/store.sqlite``). Use it as a context manager::
+
+        with Store.for_project(project) as store: ...          # writes: creates .advise/ when absent
+        with Store.for_project(project, read_only=True) as s:  # reads: s is None when there is no store
+
+    Opening for reading never creates the directory or the file.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if read_only:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+                self.db.row_factory = sqlite3.Row
+                self._check_version()
+                return
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -101,14 +101,28 @@ class Store:
                               file=self.path) from None
 
     @classmethod
-    def for_project(cls, project) -> Store:
-        return cls(project.store_dir / STORE_FILE)
+    def for_project(cls, project, *, read_only: bool = False) -> Store | _NoStore:
+        """The project's store; for reading, a stand-in that is None in a ``with`` when none exists."""
+        path = project.store_dir / STORE_FILE
+        if read_only and not path.is_file():
+            return _NoStore()
+        return cls(path, read_only=read_only)
 
-    def _migrate(self) -> None:
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_version(self) -> int:
         v = self.db.execute("PRAGMA user_version").fetchone()[0]
         if v > SCHEMA_VERSION:
             raise AdviseError(f"the run store was written by a newer advise (schema {v}, this one reads "
                               f"{SCHEMA_VERSION}); upgrade advise", file=self.path)
+        return v
+
+    def _migrate(self) -> None:
+        v = self._check_version()
         for target in range(v + 1, SCHEMA_VERSION + 1):
             self.db.executescript("BEGIN;" + _MIGRATIONS[target] + f"PRAGMA user_version={target}; COMMIT;")
 
@@ -228,3 +242,17 @@ class Store:
 
     def artifacts(self, run_id: str) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM artifacts WHERE run_id=?", (run_id,))]
+
+
+class _NoStore:
+    """What ``Store.for_project(project, read_only=True)`` returns when there is no store: None inside
+    ``with``, and nothing is created."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

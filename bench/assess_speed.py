@@ -37,7 +37,7 @@ REPO = BENCH.parent
 
 def advise_command() -> list[str]:
     exe = Path(sys.executable).with_name("advise")
-    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from advisor.cli import main; main()"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-c", "from advisor.cli.main import main; main()"]
 
 
 def ensure_project(directory: Path, n: int, seed: int = 0, tokenizer_from: Path | None = None) -> Path:

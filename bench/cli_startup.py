@@ -31,7 +31,7 @@ HEAVY = ("torch", "transformers", "sentence_transformers", "trl", "peft", "datas
 
 PROBE = """
 import sys
-from advisor.cli import main
+from advisor.cli.main import main
 code = 0
 try:
     main(["assess", sys.argv[1], "--json"])

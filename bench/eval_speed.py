@@ -132,7 +132,8 @@ def prompts_of(rows: list[dict]) -> list[list[dict]]:
 
 
 def bench_batching(model: Path, n: int = 64, new_tokens: int = 32, batch: int = 32) -> dict:
-    from evaluators.backends import GenerationSettings, TransformersBackend
+    from evaluators.backends.base import GenerationSettings
+    from evaluators.backends.transformers import TransformersBackend
 
     prompts = prompts_of(read_chat(SAMPLE / "data" / "eval.jsonl"))[:n]
     settings = GenerationSettings(max_new_tokens=new_tokens)

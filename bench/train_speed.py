@@ -93,7 +93,7 @@ def worker_trl(model: str, steps: int | None, matched: bool) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from advisor.dataset import load_project_data
+    from advisor.data.dataset import load_project_data
     from advisor.project import load_project
     from trainers.base import sft_rows
 
@@ -215,7 +215,7 @@ def labelled_share(model_dir: str) -> float:
     """Share of the training tokens that carry a label: the completion tokens and their end token."""
     from transformers import AutoTokenizer
 
-    from advisor.dataset import load_project_data
+    from advisor.data.dataset import load_project_data
     from advisor.project import load_project
 
     tok = AutoTokenizer.from_pretrained(model_dir)

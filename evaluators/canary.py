@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from advisor.data.records import Record, load_records
 from advisor.errors import AdviseError
-from advisor.records import Record, load_records
 
 CANARY_FILE = Path(__file__).parent / "data" / "canary.jsonl"
 CANARY_METRICS = ["contains_answer", "exact_match"]

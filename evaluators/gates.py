@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import AdviseError
+from evaluators.metrics import MetricError, get_metric, list_metrics
+from evaluators.stats import compare, is_binary, min_detectable_effect
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
 _OPS = {">=": lambda x, t: x >= t, ">": lambda x, t: x > t, "<=": lambda x, t: x <= t, "<": lambda x, t: x < t}
@@ -63,7 +65,6 @@ class Gate:
 
 
 def _metric_info(name: str):
-    from evaluators.metrics import MetricError, get_metric
 
     try:
         return get_metric(name)
@@ -107,7 +108,6 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
             continue
         info = _metric_info(key)
         if info is None or (known_metrics is not None and key not in known_metrics):
-            from evaluators.metrics import list_metrics
 
             names = sorted(known_metrics if known_metrics is not None else list_metrics())
             bad(key, f"unknown metric '{key}' (known: {', '.join(names)})")
@@ -178,7 +178,6 @@ def _paired(base: RunView, cand: RunView, metric: str) -> tuple[list, list, list
 
 
 def _regression(g: Gate, metric: str, base: RunView, cand: RunView, *, label: str) -> dict:
-    from evaluators.stats import compare, is_binary, min_detectable_effect
 
     info = _metric_info(metric)
     hib = bool(getattr(info, "higher_is_better", True)) if info else True

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rubrics
 from advisor.errors import AdviseError
-from advisor.store import stable_hash
-from evaluators.backends import Backend, GenerationSettings
+from advisor.hashing import stable_hash
+from evaluators.backends.base import Backend, GenerationSettings
 
 SINGLE_TEMPLATE = "judge_single.jinja"
 PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
@@ -31,7 +32,6 @@ _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 
 def rubric_dir() -> Path:
-    import rubrics
 
     return Path(rubrics.__file__).parent
 

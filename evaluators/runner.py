@@ -37,12 +37,23 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from advisor.dataset import item_hash, load_project_data, references
+from advisor.data.dataset import item_hash, load_project_data, references
+from advisor.data.records import Record
 from advisor.errors import AdviseError
+from advisor.hashing import file_hash, stable_hash
+from advisor.hf import model_fingerprint
 from advisor.project import Project
-from advisor.records import Record
-from advisor.store import Store, stable_hash
-from evaluators.backends import Backend, GenerationSettings, is_classifier_dir, model_fingerprint
+from advisor.rubric import load_rubric, value
+from advisor.store import Store
+from evaluators import stats
+from evaluators.backends.base import Backend, GenerationSettings
+from evaluators.backends.classifier import SequenceClassifierBackend, is_classifier_dir
+from evaluators.backends.openai import OpenAIBackend, chat_url
+from evaluators.backends.transformers import TransformersBackend
+from evaluators.backends.vllm import VLLMBackend
+from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM, forgetting, load_canary
+from evaluators.judge import Judge
+from evaluators.metrics import MetricError, compare_metric, default_metrics, evaluate, get_metric
 from evaluators.strategies import STRATEGIES, Strategy, ZeroShot, make_strategy
 
 PROMPT_VERSION = 1  # bump when prompt building changes: cached answers of older prompts are not reused
@@ -98,7 +109,6 @@ def _duplicate_lines(records: Sequence[Record]) -> list:
 def detect_task_kind(records: Sequence[Record], project_root: Path | None = None) -> str:
     """classification (label-like outputs: a small closed set of short answers), extraction_json (JSON
     outputs), qa (short free answers) or generation, from the reference outputs."""
-    from advisor.rubric import load_rubric, value
 
     outs = [r.output.strip() for r in records if r.output and r.output.strip()]
     if not outs:
@@ -127,7 +137,6 @@ def choose_metrics(project: Project, kind: str, *, has_schema: bool = False, has
                    has_logprobs: bool = False, judge: bool = False) -> list[str]:
     """project.eval.metrics when set (validated), else the defaults of the task kind; the first
     per-item-or-corpus metric is the headline."""
-    from evaluators.metrics import MetricError, default_metrics, get_metric
 
     if project.eval.metrics:
         names = []
@@ -231,7 +240,6 @@ def _relocated(path: str | None, project: Project) -> str | None:
 def _same_local_weights(run_config: dict, project: Project) -> bool:
     """The run's base model has the config.json of the project's local base model (local-sha256 revision):
     the same model, wherever the directory lives now."""
-    from advisor.store import file_hash
 
     rev = str(run_config.get("base_model_revision") or "")
     d = project.base_model_dir()
@@ -513,22 +521,18 @@ class Evaluator:
             return self.backends[key]
         t0 = time.perf_counter()
         if spec.backend == "transformers":
-            from evaluators.backends import TransformersBackend
 
             b = TransformersBackend(spec.model, adapter=spec.adapter, revision=spec.revision,
                                     trust_remote_code=self.trust_remote_code, batch_size=self.batch_size)
         elif spec.backend == "classifier":
-            from evaluators.backends import SequenceClassifierBackend
 
             b = SequenceClassifierBackend(spec.model, trust_remote_code=self.trust_remote_code,
                                           batch_size=max(self.batch_size, 32))
         elif spec.backend == "openai":
-            from evaluators.http_backend import OpenAIBackend
 
             ep = dict(spec.endpoint or {})
             b = OpenAIBackend(ep.pop("url"), ep.pop("model"), **ep)
         elif spec.backend == "vllm":
-            from evaluators.backends import VLLMBackend
 
             b = VLLMBackend(spec.model, adapter=spec.adapter, trust_remote_code=self.trust_remote_code)
         else:
@@ -558,7 +562,6 @@ class Evaluator:
             if spec.adapter:
                 d["adapter"] = self._model_fp(spec.adapter)
         else:
-            from evaluators.http_backend import chat_url
 
             d["endpoint"] = {"url": chat_url(spec.endpoint["url"]), "model": spec.endpoint["model"]}
         return stable_hash(d)
@@ -707,7 +710,6 @@ class Evaluator:
         self.timing["judge"] += time.perf_counter() - t0
 
     def _score(self, run: CandidateRun, metrics: list[str]) -> None:
-        from evaluators.metrics import evaluate
 
         ok = run.ok
         preds = [run.outputs[i] for i in ok]
@@ -735,7 +737,6 @@ def _question(rec: Record) -> str:
 
 
 def _primary(metrics: list[str]) -> str | None:
-    from evaluators.metrics import get_metric
 
     for m in metrics:
         if m != "judge_pairwise" and get_metric(m).per_item:
@@ -746,8 +747,6 @@ def _primary(metrics: list[str]) -> str | None:
 def compare_runs(a: CandidateRun, b: CandidateRun, metrics: list[str], *, judge=None, store: Store | None = None,
                  regressions_max: int = REGRESSIONS_MAX) -> dict[str, Any]:
     """Paired comparison of run b against run a on the items both answered (``delta = b - a``)."""
-    from evaluators import stats
-    from evaluators.metrics import compare_metric, get_metric
 
     common = [i for i in range(len(a.items)) if a.errors[i] is None and b.errors[i] is None]
     out: dict[str, Any] = {"a": a.name, "b": b.name, "items": len(common), "metrics": {}}
@@ -791,7 +790,6 @@ def compare_runs(a: CandidateRun, b: CandidateRun, metrics: list[str], *, judge=
 
 
 def _judge_pairwise(a: CandidateRun, b: CandidateRun, common: list[int], judge, store: Store | None) -> dict:
-    from evaluators import stats
 
     jfp = judge.fingerprint()
     key = stable_hash({"pair": [a.fingerprint, b.fingerprint], "judge": jfp})
@@ -857,16 +855,13 @@ def make_judge(project: Project, *, endpoint: str | None = None, model: str | No
                api_key_env: str | None = None, trust_remote_code: bool = False, concurrency: int = 4,
                timeout: float = 120.0):
     """A :class:`~evaluators.judge.Judge` on an endpoint (``endpoint`` + ``model``) or a local model."""
-    from evaluators.judge import Judge
 
     if not model:
         raise AdviseError("a judge needs a model: --judge-model NAME (with --judge-endpoint URL for a server)")
     if endpoint:
-        from evaluators.http_backend import OpenAIBackend
 
         backend = OpenAIBackend(endpoint, model, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout)
     else:
-        from evaluators.backends import TransformersBackend
 
         backend = TransformersBackend(model, trust_remote_code=trust_remote_code)
     return Judge(backend, task=project.task, project_root=project.root)
@@ -960,7 +955,6 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
 
         canary_items: list[EvalItem] = []
         if canary:
-            from evaluators.canary import load_canary
 
             canary_items = make_items(load_canary(None if canary == "shipped" else canary))
         runs: list[CandidateRun] = []
@@ -988,7 +982,6 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
                     canary_done.add(key)
                     cspec = CandidateSpec(**{**head.__dict__, "strategy": "zero-shot"})
                     cname = head.stem or head.name
-                    from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM
 
                     csettings = GenerationSettings(max_new_tokens=min(CANARY_MAX_NEW_TOKENS, project.eval.max_new_tokens),
                                                    temperature=temperature, top_p=top_p, seed=seed)
@@ -1004,7 +997,6 @@ def run_eval(project: Project, *, candidates: Sequence[str] | None = None, strat
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
         canary_block = None
         if canary_runs:
-            from evaluators.canary import CANARY_METRICS, forgetting
 
             ccomps = []
             base_c = [r for r in canary_runs if r.spec.source != "tuned"]

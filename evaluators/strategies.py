@@ -5,14 +5,14 @@
 * ``few-shot``: the k training examples most similar to the item (cosine similarity of
   sentence-transformers embeddings, advisor.embeddings) as earlier user/assistant turns, the most
   similar one last, exact duplicates of the item's input left out.
-* ``rag``: the project's docs cut into passages (advisor.docs.passages), embedded, the top-k passages
+* ``rag``: the project's docs cut into passages (advisor.data.docs.passages), embedded, the top-k passages
   for the item's input put in the prompt with their references; the references retrieved (and the
   ones the answer cites) are kept in the item record.
 
 A strategy's :meth:`~Strategy.fingerprint` is cheap (hashes of the train items or the docs' bytes): the
 eval cache is looked up with it before anything is embedded, so a fully cached run never loads the
 embedding model. ``prepare`` (embedding the pool) happens only when some item must be computed.
-``retriever="bm25"`` retrieves lexically (advisor.docs.BM25) instead, with no embedding model.
+``retriever="bm25"`` retrieves lexically (advisor.data.docs.BM25) instead, with no embedding model.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor.data.dataset import item_hash
+from advisor.data.docs import BM25, doc_files, load_docs, passages
+from advisor.data.records import Record
+from advisor.data.textnorm import normalise
+from advisor.embeddings import embed, model_path
 from advisor.errors import AdviseError
-from advisor.records import Record
-from advisor.store import stable_hash
-from advisor.textnorm import normalise
+from advisor.hashing import stable_hash
 
 STRATEGIES = ("zero-shot", "few-shot", "rag")
 RETRIEVERS = ("embedding", "bm25")
@@ -54,7 +57,6 @@ def _system_and_rest(rec: Record, instruction: str | None) -> tuple[list[dict], 
 
 
 def _embedding_id() -> str:
-    from advisor.embeddings import model_path
 
     return Path(model_path()).name
 
@@ -116,7 +118,6 @@ class FewShot(Strategy):
         self._pool_hash: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
-        from advisor.dataset import item_hash
 
         if self._pool_hash is None:
             self._pool_hash = hashlib.sha256("\n".join(item_hash(r) for r in self.pool).encode()).hexdigest()[:16]
@@ -132,11 +133,9 @@ class FewShot(Strategy):
             return
         if self.retriever == "bm25":
             if self._bm25 is None:
-                from advisor.docs import BM25
 
                 self._bm25 = BM25([r.key for r in self.pool])
         elif self._emb is None:
-            from advisor.embeddings import embed
 
             self._emb = embed([r.key for r in self.pool])
 
@@ -144,7 +143,6 @@ class FewShot(Strategy):
         want = self.k + 3  # room for dropped duplicates of the item itself
         if self.retriever == "bm25":
             return [self._bm25.top(r.key, want) for r in records]
-        from advisor.embeddings import embed
 
         q = embed([r.key for r in records])
         idx, sims = _top_k(q, self._emb, want)
@@ -194,7 +192,6 @@ class RAG(Strategy):
         super().__init__(instruction)
         if retriever not in RETRIEVERS:
             raise AdviseError(f"unknown retriever {retriever!r} ({', '.join(RETRIEVERS)})")
-        from advisor.docs import doc_files
 
         self.docs_dir = Path(docs_dir)
         self.files = doc_files(self.docs_dir)
@@ -223,14 +220,12 @@ class RAG(Strategy):
 
     def prepare(self) -> None:
         if self.passages is None:
-            from advisor.docs import load_docs, passages
 
             self.passages = passages(load_docs(self.docs_dir), self.words, self.overlap)
             if not self.passages:
                 raise AdviseError("data.docs has no text to retrieve from", file=self.docs_dir)
         if self.retriever == "bm25":
             if self._bm25 is None:
-                from advisor.docs import BM25
 
                 self._bm25 = BM25([p.text for p in self.passages])
         elif self._emb is None:
@@ -240,7 +235,6 @@ class RAG(Strategy):
         """Embeddings of every passage, cached on disk (``.advise/cache``) by passage text and model."""
         import numpy as np
 
-        from advisor.embeddings import embed
 
         key = stable_hash({"model": _embedding_id(), "texts": hashlib.sha256(
             "\0".join(p.text for p in self.passages).encode()).hexdigest()})
@@ -263,7 +257,6 @@ class RAG(Strategy):
     def _retrieve(self, records: Sequence[Record]) -> list[list[tuple[int, float]]]:
         if self.retriever == "bm25":
             return [self._bm25.top(r.key, self.top_k) for r in records]
-        from advisor.embeddings import embed
 
         q = embed([r.key for r in records])
         idx, sims = _top_k(q, self._emb, self.top_k)

@@ -343,7 +343,7 @@ TINY_MAX_CHARS = 110
 
 
 def _norm(text: str) -> str:
-    """advisor.textnorm.normalise, restated with the standard library only."""
+    """advisor.data.textnorm.normalise, restated with the standard library only."""
     import string
 
     table = str.maketrans({c: " " for c in string.punctuation + "“”‘’«»–—…¿¡"})

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, SAMPLES, chat
 
-from advisor.cli import main
+from advisor.cli.main import main
 
 
 def assess(root, *extra):
@@ -100,7 +100,7 @@ def test_terminal_summary_prints_verdict_first():
 
 def test_assess_without_docs_imports_neither_torch_nor_transformers():
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom advisor.cli import main\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom advisor.cli.main import main\n"
         f"r = CliRunner().invoke(main, ['assess', {str(SAMPLES / 'banking77-intents')!r}, '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'trl', 'peft') if m in sys.modules))"
@@ -110,7 +110,7 @@ def test_assess_without_docs_imports_neither_torch_nor_transformers():
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys\nfrom advisor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom advisor.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'transformers', 'pydantic', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -189,7 +189,7 @@ def test_assess_with_docs_prints_nothing_but_its_result(tmp_path):
 
     root = tmp_path / "cq"
     shutil.copytree(SAMPLES / "covid-qa-docs", root, ignore=shutil.ignore_patterns(".advise"))
-    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli import main; sys.exit(main())",
+    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli.main import main; sys.exit(main())",
                           "assess", str(root), "--json"], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert json.loads(res.stdout)["recommendation"]["method"] == "rag"

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import chat
 
-from advisor.cli import main
+from advisor.cli.main import main
 
 
 def assess_json(root):

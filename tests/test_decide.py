@@ -1,6 +1,6 @@
 """The decision engine on constructed cases with known answers."""
 
-from advisor.decide import Facts, decide
+from advisor.assess.decide import Facts, decide
 from advisor.rubric import load_rubric
 
 R = load_rubric("decision")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.estimate import estimate, model_parameters, parse_hardware
+from advisor.assess.estimate import estimate, model_parameters, parse_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -484,7 +484,7 @@ def test_every_number_in_the_tables_has_a_source_and_a_date():
 
 
 def test_module_does_not_import_torch_or_transformers():
-    code = ("import sys, advisor.estimate; "
+    code = ("import sys, advisor.assess.estimate; "
             "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,

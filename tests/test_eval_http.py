@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from eval_fixtures import LABELS, copy_project
 
-from advisor.cli import main
+from advisor.cli.main import main
 from advisor.project import load_project
 from evaluators.canary import CANARY_FILE
 
@@ -255,8 +255,8 @@ def test_failed_items_are_recorded_and_retried_next_time(project, server):
 
 
 def test_concurrency_limit_and_timeout(project, server):
-    from evaluators.backends import GenerationSettings
-    from evaluators.http_backend import OpenAIBackend
+    from evaluators.backends.base import GenerationSettings
+    from evaluators.backends.openai import OpenAIBackend
 
     root, truth = project
     server.delay = 0.05

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from eval_fixtures import copy_project
 
-from advisor.cli import main
+from advisor.cli.main import main
 from advisor.errors import AdviseError
 from evaluators.canary import CANARY_FILE, forgetting, load_canary
 from evaluators.judge import (
@@ -94,7 +94,7 @@ def test_forgetting_flag():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_loads_only_with_vllm():
-    from evaluators.backends import VLLMBackend
+    from evaluators.backends.vllm import VLLMBackend
 
     with pytest.raises(AdviseError, match="pip install vllm"):
         VLLMBackend("some/model")

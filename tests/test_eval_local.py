@@ -22,7 +22,7 @@ from eval_fixtures import (
     register_train_run,
 )
 
-from advisor.cli import main
+from advisor.cli.main import main
 from advisor.errors import AdviseError
 from advisor.project import load_project
 from advisor.store import Store
@@ -281,7 +281,7 @@ def test_missing_model_directory_exits_2(tmp_path):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli import main; sys.exit(main())", "eval",
+    res = subprocess.run([sys.executable, "-c", "import sys; from advisor.cli.main import main; sys.exit(main())", "eval",
                           str(root), "--canary", "none"], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.splitlines() == [line], res.stderr
 
@@ -382,7 +382,8 @@ def test_metrics_override_and_missing_canary_file(tmp_path, tiny_model_dir):
 
 
 def test_batched_generation_matches_one_at_a_time_and_sampling_is_seeded(tiny_model_dir):
-    from evaluators.backends import GenerationSettings, TransformersBackend
+    from evaluators.backends.base import GenerationSettings
+    from evaluators.backends.transformers import TransformersBackend
 
     b = TransformersBackend(tiny_model_dir, batch_size=8)
     prompts = [[{"role": "system", "content": "Route it."}, {"role": "user", "content": text}] for text in (
@@ -404,7 +405,7 @@ def test_batched_generation_matches_one_at_a_time_and_sampling_is_seeded(tiny_mo
 def test_reference_loglik_matches_a_manual_forward_pass(tiny_model_dir):
     import torch
 
-    from evaluators.backends import TransformersBackend
+    from evaluators.backends.transformers import TransformersBackend
 
     b = TransformersBackend(tiny_model_dir, batch_size=4)
     prompts = [[{"role": "user", "content": "where is my card"}], [{"role": "user", "content": "rate?"}]]
@@ -466,7 +467,7 @@ def test_rag_retrieves_and_keeps_citations(tmp_path, tiny_model_dir):
 
 
 def test_few_shot_picks_similar_examples_and_never_the_item_itself():
-    from advisor.records import Record
+    from advisor.data.records import Record
     from evaluators.strategies import FewShot
 
     def rec(i, text, label):
@@ -485,7 +486,7 @@ def test_few_shot_picks_similar_examples_and_never_the_item_itself():
 
 
 def test_task_kind_detection():
-    from advisor.records import Record
+    from advisor.data.records import Record
     from evaluators.runner import detect_task_kind
 
     def recs(outputs):
@@ -501,7 +502,7 @@ def test_task_kind_detection():
 def test_strategy_and_backend_errors_are_one_line(monkeypatch):
     from huggingface_hub import constants
 
-    from evaluators.backends import TransformersBackend
+    from evaluators.backends.transformers import TransformersBackend
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no hub retries in the test
@@ -520,7 +521,7 @@ def test_strategy_and_backend_errors_are_one_line(monkeypatch):
 def test_fingerprint_changes_with_weights_not_with_location(tmp_path, tiny_model_dir):
     import shutil
 
-    from evaluators.backends import model_fingerprint
+    from advisor.hf import model_fingerprint
 
     a = model_fingerprint(tiny_model_dir)
     copy = tmp_path / "copy"

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import REPO
 
-from advisor.cli import main
+from advisor.cli.main import main
 
 tiny_model_dir = eval_fixtures.tiny_model_dir
 ORACLE, BASE = "endpoint:oracle:zero-shot", "base:zero-shot"

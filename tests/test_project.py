@@ -2,7 +2,7 @@ import json
 
 from click.testing import CliRunner
 
-from advisor.cli import main
+from advisor.cli.main import main
 
 
 def run(*args):

@@ -1,7 +1,7 @@
 """Training and eval ask a model without a chat template in exactly the same words."""
 
-from advisor.records import Record
-from evaluators.backends import render_prompt
+from advisor.data.records import Record
+from evaluators.backends.transformers import render_prompt
 from trainers.base import preference_rows, sft_rows
 
 

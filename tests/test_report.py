@@ -8,9 +8,9 @@ from pathlib import Path
 from conftest import SAMPLES
 from report_browser import open_in_browser
 
-from advisor.assess import assess
+from advisor.assess.assessment import assess
 from advisor.project import load_project
-from advisor.report import render_report, write_report
+from advisor.report.render import render_report, write_report
 
 EVIL = ['<script>alert("x")</script>', "</script><script>alert(1)</script>", '<img src=x onerror="alert(2)">',
         '<a href="javascript:alert(3)">click</a>', "{{ 7*7 }}"]

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import SAMPLES
 
-from advisor.cli import main
+from advisor.cli.main import main
 
 tiny_model_dir = eval_fixtures.tiny_model_dir
 

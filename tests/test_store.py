@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 
 from advisor.errors import AdviseError
-from advisor.store import SCHEMA_VERSION, Store, stable_hash
+from advisor.hashing import stable_hash
+from advisor.store import SCHEMA_VERSION, Store
 
 
 def test_runs_round_trip_and_latest(tmp_path):
@@ -57,3 +58,19 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_reading_an_absent_store_creates_nothing(tmp_path):
+    from advisor.project import load_project
+
+    (tmp_path / "project.yaml").write_text("name: p\ntask: t\ndata: {train: train.jsonl}\n")
+    (tmp_path / "train.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    project = load_project(tmp_path)
+    with Store.for_project(project, read_only=True) as store:
+        assert store is None
+    assert not (tmp_path / ".advise").exists()
+    with Store.for_project(project) as store:
+        run = store.start_run("eval", name="x")
+    assert (tmp_path / ".advise" / "store.sqlite").is_file()
+    with Store.for_project(project, read_only=True) as store:
+        assert store.get_run(run)["name"] == "x"

@@ -85,14 +85,19 @@ def test_plugin_config_from_project_yaml():
 
 
 def test_method_choice_follows_assess(monkeypatch, ticket):
-    import advisor.assess
+    import advisor.pipeline
     from advisor.errors import AdviseError
     from advisor.project import load_project
-    from trainers.runner import resolve_method
+    from trainers.runner import resolve_method as resolve
 
     project = load_project(ticket)
     rec = {}
-    monkeypatch.setattr(advisor.assess, "assess", lambda p, use_embeddings=True: {"recommendation": rec})
+    monkeypatch.setattr(advisor.pipeline, "assess", lambda p, use_embeddings=True: {"recommendation": rec})
+
+    def resolve_method(project, method):
+        """What `advise train` does: the pipeline turns the verdict into a choice, trainers the plugin."""
+        recommendation, method = advisor.pipeline.choose_plugin(project, method)
+        return resolve(project, method, recommendation)
     for method, variant, plugin in (("lora", None, "lora"), ("lora", "qlora", "qlora"), ("full", None, "full"),
                                     ("rlhf", "dpo", "dpo")):
         rec.update(method=method, variant=variant)

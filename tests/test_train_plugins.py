@@ -215,7 +215,7 @@ def test_classifier_on_offline_minilm_learns_the_labels(tmp_path, train_tiny_mod
     """all-MiniLM-L6-v2 + LoRA on the ticket-routing labels: accuracy on the held-out eval file."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from advisor.dataset import load_project_data
+    from advisor.data.dataset import load_project_data
     from advisor.project import load_project
 
     p = fx.copy_project("ticket-routing-tiny", tmp_path / "cls", train_tiny_model,
@@ -239,7 +239,7 @@ def test_lora_beats_the_tiny_base_model_on_ticket_routing(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from advisor.dataset import load_project_data
+    from advisor.data.dataset import load_project_data
     from advisor.project import load_project
     from trainers.tiny_model import build_tiny_model
 

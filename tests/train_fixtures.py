@@ -23,7 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_projects"
-ADVISE = [sys.executable, "-c", "import sys; from advisor.cli import main; sys.exit(main())"]
+ADVISE = [sys.executable, "-c", "import sys; from advisor.cli.main import main; sys.exit(main())"]
 
 _BUILT: dict[str, Path] = {}
 
@@ -58,16 +58,22 @@ def copy_project(sample: str, dst: Path, base_model, train: dict | None = None, 
 
 
 def train(project_dir: Path, method: str | None = None, max_steps: int | None = None, **kw) -> dict:
+    """What `advise train` does, through the Python API: the pipeline chooses (and stores the
+    assessment the report needs), the trainers layer plans and runs."""
+    from advisor.pipeline import choose_plugin, store_assessment
+    from advisor.project import load_project
     from trainers.runner import execute, plan_new
 
-    plan = plan_new(project_dir, method=method, max_steps=max_steps, **kw)
+    rec, method = choose_plugin(load_project(project_dir), method)
+    plan = plan_new(project_dir, method=method, max_steps=max_steps, recommendation=rec, **kw)
+    store_assessment(plan.project)
     return execute(plan, command="pytest")
 
 
 def cli(*args: str):
     from click.testing import CliRunner
 
-    from advisor.cli import main
+    from advisor.cli.main import main
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 

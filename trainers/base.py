@@ -40,8 +40,10 @@ from pydantic import (
     model_validator,
 )
 
+from advisor.data.records import render_plain
 from advisor.errors import AdviseError
-from advisor.records import render_plain
+from advisor.hashing import file_hash
+from advisor.hf import check_hub_reachable
 
 ENTRY_POINT_GROUP = "advise.trainers"
 CONFIG_SNAPSHOT = "advise_train.json"  # written into every artifact directory
@@ -123,7 +125,7 @@ class TrainRequest:
     """Everything a plugin needs. ``records`` already leave out the eval hold-out."""
 
     project: Any  # advisor.project.Project
-    records: list  # advisor.records.Record
+    records: list  # advisor.data.records.Record
     base_model: str  # hub id or local directory (resolved against the project directory)
     config: PluginConfig
     output_dir: Path  # the run directory: checkpoints/ and artifact/ go inside
@@ -447,7 +449,6 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
                     fh.keys()
             except Exception as e:  # noqa: BLE001
                 raise AdviseError(f"cannot read the weights: {e}", file=w) from None
-        from advisor.store import file_hash
 
         facts["revision"] = "local-sha256:" + file_hash(p / "config.json")[:16]
         facts["weights"] = {w.name: w.stat().st_size for w in weights}
@@ -455,7 +456,6 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
     from transformers import AutoConfig
 
     if not is_local:
-        from advisor.hub import check_hub_reachable
 
         check_hub_reachable(path_or_id, revision)
     try:

@@ -14,6 +14,10 @@ import shutil
 from pathlib import Path
 
 from advisor.errors import AdviseError
+from advisor.files import check_output_dir
+from advisor.hf import quiet_libraries
+from advisor.project import load_project
+from advisor.store import STORE_FILE, Store
 from trainers.base import CONFIG_SNAPSHOT
 
 
@@ -26,8 +30,6 @@ def resolve_artifact(run: str, project_dir: Path | None = None) -> Path:
         return p
     if project_dir is None:
         raise AdviseError(f"'{run}' is neither a directory nor a run id (give --project)")
-    from advisor.project import load_project
-    from advisor.store import STORE_FILE, Store
 
     project = load_project(project_dir)
     store_path = project.store_dir / STORE_FILE
@@ -60,7 +62,6 @@ def _snapshot(src: Path) -> dict:
 def export(src: Path, out_dir: Path) -> dict:
     src = Path(src)
     out_dir = Path(out_dir)
-    from advisor.files import check_output_dir
 
     check_output_dir(out_dir, "the export destination")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -83,7 +84,6 @@ def export(src: Path, out_dir: Path) -> dict:
     trust = bool((snap.get("config") or {}).get("trust_remote_code", False))
     revision = (snap.get("config") or {}).get("revision")
 
-    from advisor.quiet import quiet_libraries
 
     quiet_libraries()  # library chatter (progress bars, deprecations) is not the user's business here
     import torch

@@ -30,41 +30,60 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from advisor.data.dataset import load_project_data
 from advisor.errors import AdviseError
+from advisor.hashing import file_hash, stable_hash
+from advisor.methods import NO_TRAINING, plugin_for
+from advisor.project import load_project
+from advisor.store import STORE_FILE, Store, new_run_id
+from trainers.base import (
+    CONFIG_SNAPSHOT,
+    TrainRequest,
+    build_config,
+    check_common_options,
+    check_model_source,
+    check_target_modules,
+    get_plugin,
+    import_optional,
+    plugin_names,
+    require_preference_records,
+    require_sft_records,
+    resolve_base_model,
+    select_device,
+)
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 LOCK_FILE = "lock"
-METHOD_TO_PLUGIN = {"lora": "lora", "qlora": "qlora", "full": "full", "rlhf": "dpo", "dpo": "dpo"}
-NO_TRAINING = ("prompting", "rag")
 
 
 # -- method --------------------------------------------------------------------------------------
-def resolve_method(project, method: str | None) -> tuple[str, str]:
-    """The plugin to run and why: --method, else project.yaml's method, else assess's recommendation."""
-    from trainers.base import plugin_names
+def resolve_method(project, method: str | None, recommendation: dict | None = None) -> tuple[str, str]:
+    """The plugin to run and why: --method, else project.yaml's method, else the assessment's
+    recommendation (``recommendation``, made by the caller: training does not run the decision engine;
+    ``advisor.pipeline.choose_plugin`` is the one place that turns a verdict into a plugin)."""
 
     if method:
         if method in NO_TRAINING:
             raise AdviseError(f"--method {method} needs no training; `advise eval` measures it")
-        return METHOD_TO_PLUGIN.get(method, method) if method not in plugin_names() else method, "--method"
+        return plugin_for(method) if method not in plugin_names() else method, "--method"
     if project.method != "auto":
         m = project.method
         if m in NO_TRAINING:
             raise AdviseError(f"method: {m} needs no training, so there is nothing to train; pass --method lora "
                               "(or another plugin) to train anyway", file=project.project_file)
-        return METHOD_TO_PLUGIN[m], "project.yaml method"
-    from advisor.assess import assess
-
-    rec = assess(project, use_embeddings=False)["recommendation"]
-    m = rec["method"]
+        return plugin_for(m), "project.yaml method"
+    if recommendation is None:
+        raise AdviseError("method: auto needs the assessment's recommendation; `advise train` makes one, "
+                          "or pass --method", file=project.project_file)
+    m = recommendation["method"]
     if m in NO_TRAINING:
         raise AdviseError(f"assess recommends {m} for this project, so no training is recommended "
                           f"(`advise assess` says why); pass --method lora (or another plugin) to train anyway",
                           file=project.project_file)
-    if m == "lora" and rec.get("variant") == "qlora":
-        return "qlora", "assess (lora, qlora variant)"
-    return METHOD_TO_PLUGIN[m], f"assess ({m})"
+    if m == "lora" and recommendation.get("variant") == "qlora":
+        return plugin_for(m, "qlora"), "assess (lora, qlora variant)"
+    return plugin_for(m), f"assess ({m})"
 
 
 # -- plans ---------------------------------------------------------------------------------------
@@ -107,7 +126,6 @@ def _versions(plugin) -> dict:
 
 
 def _data_facts(project, data) -> dict:
-    from advisor.store import file_hash
 
     facts = {"format": data.format, "train_examples": len(data.train), "eval_source": data.eval_source,
              "eval_examples": len(data.eval), "holdout_seed": project.train.seed}
@@ -154,7 +172,6 @@ def _check_launch(nproc: int, accelerate_config: Path | None) -> None:
                               f"mpirun (mpirun_config), and {where}, so it would run one; use --nproc {n} without "
                               "--accelerate-config (torchrun with gloo)", file=accelerate_config)
         if kind == "DEEPSPEED":
-            from trainers.base import import_optional
 
             if import_optional("deepspeed") is None:
                 raise AdviseError("the accelerate config asks for DeepSpeed, which is not installed "
@@ -162,16 +179,13 @@ def _check_launch(nproc: int, accelerate_config: Path | None) -> None:
 
 
 def _load_records(project, plugin, config):
-    from advisor.dataset import load_project_data
 
     data = load_project_data(project)
     records = data.train
     if plugin.data == "sft":
-        from trainers.base import require_sft_records
 
         require_sft_records(records, plugin.name, project.data_path("train"))
     elif plugin.data == "preference":
-        from trainers.base import require_preference_records
 
         require_preference_records(records, plugin.name, project.data_path("train"))
     if plugin.check_records is not None:
@@ -180,26 +194,18 @@ def _load_records(project, plugin, config):
 
 
 def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = None, nproc: int = 1,
-             accelerate_config: Path | None = None, command: str | None = None) -> TrainPlan:
-    """Every check before a new run; writes nothing."""
-    from advisor.project import load_project
-    from advisor.store import new_run_id, stable_hash
-    from trainers.base import (
-        build_config,
-        check_common_options,
-        check_model_source,
-        get_plugin,
-        resolve_base_model,
-    )
+             accelerate_config: Path | None = None, command: str | None = None,
+             recommendation: dict | None = None) -> TrainPlan:
+    """Every check before a new run; writes nothing. ``recommendation`` is the assessment's, for a
+    project whose method is auto and no --method was given."""
 
     project = load_project(project_dir)
     _check_launch(nproc, accelerate_config)
-    name, why = resolve_method(project, method)
+    name, why = resolve_method(project, method, recommendation)
     plugin = get_plugin(name)
     config = build_config(plugin, project, {"max_steps": max_steps})
     base = resolve_base_model(project)
     data, records = _load_records(project, plugin, config)
-    from trainers.base import select_device
 
     device = select_device(config.precision)
     check_common_options(config, device)
@@ -209,7 +215,6 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
     base = plugin_facts.get("base_model", base)
     model_facts = check_model_source(plugin_facts.get("model_source", base), trust_remote_code=config.trust_remote_code,
                                      revision=config.revision, causal_lm=plugin.needs_causal_lm)
-    from trainers.base import check_target_modules
 
     check_target_modules(config, model_facts, file=project.project_file,
                          line=project.key_line("train", "target_modules"))
@@ -256,9 +261,6 @@ def _pid_alive(pid: int) -> bool:
 def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = None,
                 accelerate_config: Path | None = None, max_steps: int | None = None) -> TrainPlan:
     """Checks before resuming an interrupted run (its own config, from its last checkpoint); writes nothing."""
-    from advisor.project import load_project
-    from advisor.store import STORE_FILE, Store
-    from trainers.base import get_plugin
 
     project = load_project(project_dir)
     if max_steps is not None:
@@ -356,7 +358,6 @@ class _StoreLogger:
     """Progress events into the run store's train_log (rank 0 only), forwarded to the terminal."""
 
     def __init__(self, project, run_id: str, forward=None):
-        from advisor.store import Store
 
         self.store = Store.for_project(project)
         self.run_id = run_id
@@ -385,12 +386,10 @@ def run_request(request: dict, *, resume: bool, progress=None, prior_history=Non
                 records=None) -> dict | None:
     """Run the plugin for a request (in this process, or as one rank of torchrun). Rank 0 writes
     result.json and the artifact snapshot and returns the result; other ranks return None."""
-    from trainers.base import CONFIG_SNAPSHOT, TrainRequest, get_plugin
 
     plugin = get_plugin(request["plugin"])
     config = plugin.config_class.model_validate(request["config"])
     if project is None or records is None:
-        from advisor.project import load_project
 
         project = load_project(request["project_dir"])
         _, records = _load_records(project, plugin, config)
@@ -436,21 +435,8 @@ def _stderr_fd():
         return None
 
 
-def _store_assessment(project) -> None:
-    """The report compares the estimate with the actual run: keep the assessment of the data trained on
-    (reused when stored already, as advise run does)."""
-    from advisor.assess import assess_and_store
-
-    docs = project.data_path("docs")
-    try:
-        assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command="advise train")
-    except AdviseError:
-        pass  # an assessment that cannot be made does not stop a training run that passed its own checks
-
-
 def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> dict:
     """Create (or reopen) the run, train, record the outcome. Returns the JSON result."""
-    from advisor.store import Store
 
     run_dir = plan.run_dir
     request = plan.request
@@ -461,8 +447,6 @@ def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> di
         if command:
             request["command"] = command
         req_path.write_text(json.dumps(request, indent=2, default=str) + "\n", encoding="utf-8")
-    if not plan.resume:
-        _store_assessment(plan.project)
     store = Store.for_project(plan.project)
     if plan.resume:
         _reopen(store, plan.run_id, cmd)
@@ -504,7 +488,6 @@ def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> di
               "run_dir": str(run_dir), **result, "config": request["config"], "nproc": plan.nproc,
               "examples": len(plan.records)}
     result["artifact"] = str(Path(result["artifact"]).resolve())
-    from advisor.store import file_hash
 
     art = Path(result["artifact"])
     main_file = next((art / n for n in ("adapter_model.safetensors", "model.safetensors") if (art / n).is_file()), None)
@@ -524,8 +507,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     prior = []
     if resume and int(os.environ.get("RANK", "0")) == 0:
-        from advisor.project import load_project
-        from advisor.store import Store
 
         store = Store.for_project(load_project(request["project_dir"]))
         prior = [(r["step"], r["loss"]) for r in store.train_log(request["run_id"]) if r.get("loss") is not None]

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from advisor.quiet import quiet_libraries
+from advisor.hf import quiet_libraries
 from trainers.base import (
     DeviceInfo,
     PeakMemory,

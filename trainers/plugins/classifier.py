@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field
 
 from advisor.errors import AdviseError
+from advisor.hf import quiet_libraries
 from trainers.base import (
     LoraFields,
     PeakMemory,
@@ -26,6 +27,8 @@ from trainers.base import (
     TrainRequest,
     TrainResult,
     count_parameters,
+    load_tokenizer,
+    model_load_kwargs,
     require_sft_records,
     run_trainer,
     select_device,
@@ -90,7 +93,6 @@ def _text(rec, mode: str) -> str:
 
 
 def train(req: TrainRequest) -> TrainResult:
-    from advisor.quiet import quiet_libraries
 
     quiet_libraries()
     import torch
@@ -103,7 +105,6 @@ def train(req: TrainRequest) -> TrainResult:
         TrainingArguments,
     )
 
-    from trainers.base import load_tokenizer, model_load_kwargs
 
     c = req.config
     device = select_device(c.precision)

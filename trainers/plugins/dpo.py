@@ -18,6 +18,8 @@ from pathlib import Path
 from pydantic import Field
 
 from advisor.errors import AdviseError
+from advisor.hf import quiet_libraries
+from advisor.store import STORE_FILE, Store
 from trainers.base import (
     LoraFields,
     PeakMemory,
@@ -34,6 +36,7 @@ from trainers.base import (
     select_device,
     training_arguments,
 )
+from trainers.sft import score_labelled_positions_only_on_cpu
 
 SFT_PLUGINS = ("lora", "full", "qlora")
 
@@ -61,7 +64,6 @@ def prepare(project, config: DPOPluginConfig, base_model: str) -> dict:
     start: Path | None = None
     run_id = None
     if src == "auto" or not Path(src).exists():
-        from advisor.store import STORE_FILE, Store
 
         store_path = project.store_dir / STORE_FILE
         if store_path.is_file():
@@ -99,7 +101,6 @@ def prepare(project, config: DPOPluginConfig, base_model: str) -> dict:
 
 
 def train(req: TrainRequest) -> TrainResult:
-    from advisor.quiet import quiet_libraries
 
     quiet_libraries()
     from datasets import Dataset
@@ -109,7 +110,6 @@ def train(req: TrainRequest) -> TrainResult:
     facts = req.options.get("plugin_facts") or {}
     device = select_device(c.precision)
     if device.type == "cpu":
-        from trainers.sft import score_labelled_positions_only_on_cpu
 
         score_labelled_positions_only_on_cpu()
     peak = PeakMemory(device)

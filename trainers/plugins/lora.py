@@ -7,7 +7,7 @@ them to its output layer; ``train_embeddings: false`` turns that off. The artifa
 
 from __future__ import annotations
 
-from trainers.base import LoraFields, TrainerPlugin, TrainRequest, TrainResult, lora_config
+from trainers.base import LoraFields, TrainerPlugin, TrainRequest, TrainResult, lora_config, select_device
 from trainers.sft import SFTFields, train_sft
 
 
@@ -16,7 +16,6 @@ class LoraPluginConfig(LoraFields, SFTFields):
 
 
 def train(req: TrainRequest) -> TrainResult:
-    from trainers.base import select_device
 
     device = select_device(req.config.precision)
     # the frozen base in bf16 on a GPU that supports it; fp32 on CPU

@@ -23,6 +23,8 @@ from trainers.base import (
     TrainResult,
     import_optional,
     lora_config,
+    model_load_kwargs,
+    select_device,
 )
 from trainers.sft import SFTFields, train_sft
 
@@ -68,7 +70,6 @@ def train(req: TrainRequest) -> TrainResult:
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from trainers.base import model_load_kwargs, select_device
 
     c = req.config
     device = select_device(c.precision)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import click
 
-from advisor.cli import guard
+from advisor.cli.main import guard
+from advisor.data.dataset import item_hash, load_project_data
+from advisor.errors import AdviseError
+from advisor.files import check_output_path, write_output
+from advisor.project import load_project
+from advisor.store import Store
+from evaluators.gate_output import junit_xml as to_junit
+from evaluators.gate_output import markdown, print_table
+from evaluators.gates import evaluate_gates, load_views, parse_gates
+from evaluators.runner import make_items, run_eval, stored_results
 
 
 @click.command("gate")
@@ -31,13 +40,6 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
     Exit codes: 0 every gate passed, 1 a gate failed, 2 usage or input error
     (unknown metric, missing baseline or results, unreadable project or store).
     """
-    from advisor.errors import AdviseError
-    from advisor.files import check_output_path, write_output
-    from advisor.project import load_project
-    from advisor.store import Store
-    from evaluators.gate_output import junit_xml as to_junit
-    from evaluators.gate_output import markdown, print_table
-    from evaluators.gates import evaluate_gates, load_views, parse_gates
 
     check_output_path(junit_xml, "--junit-xml")
     check_output_path(summary_md, "--summary-md")
@@ -49,7 +51,6 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
         raise AdviseError("no run store: run advise eval first, or advise gate --eval", file=project.store_dir)
     store = Store.for_project(project)
     try:
-        from evaluators.runner import run_eval, stored_results
 
         summary = stored_results(project, store)
         if summary is None:
@@ -57,8 +58,6 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
                 newest = store.latest_run("eval_summary")
                 why = ""
                 if newest and newest.get("result"):
-                    from advisor.dataset import load_project_data
-                    from evaluators.runner import make_items
 
                     n_now = len(make_items(load_project_data(project).eval, project.eval.max_items))
                     n_then = newest["result"].get("items")
@@ -105,7 +104,6 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
 
 def _tags(project) -> dict[str, list[str]]:
     """item hash -> tags (an eval record's ``tags`` key), for item-level gates."""
-    from advisor.dataset import item_hash, load_project_data
 
     data = load_project_data(project)
     out = {}

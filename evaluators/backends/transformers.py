@@ -21,159 +21,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor.data.records import render_plain
 from advisor.errors import AdviseError
-from advisor.records import render_plain
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_SAMPLE_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
-_FULL_HASH_LIMIT = 8 << 20  # smaller files are hashed whole
-
-
-# ----------------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How replies are generated. ``temperature == 0`` is greedy decoding (the default)."""
-
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-
-    @property
-    def sampling(self) -> bool:
-        return self.temperature > 0
-
-    def key(self) -> dict[str, Any]:
-        """What changes outputs (the seed only matters when sampling)."""
-        d = asdict(self)
-        if not self.sampling:
-            d.pop("seed")
-            d.pop("top_p")
-        return d
-
-
-@dataclass
-class Generation:
-    """One reply. ``text`` is None exactly when ``error`` says why there is no reply."""
-
-    text: str | None
-    error: str | None = None
-    n_tokens: int | None = None
-    seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Backend:
-    """Base class: what the runner needs from anything that answers eval items."""
-
-    kind = "base"
-    supports_loglik = False
-    batch_size = 16
-
-    def __init__(self) -> None:
-        self.calls = {"generate": 0, "items": 0, "loglik_items": 0}
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-    def generate(self, prompts: Sequence[list[dict]], settings: GenerationSettings) -> list[Generation]:
-        raise NotImplementedError
-
-    def loglik(self, prompts: Sequence[list[dict]], targets: Sequence[str]) -> list[tuple[float | None, int]]:
-        raise NotImplementedError(f"the {self.kind} backend cannot score references")
-
-    def close(self) -> None:
-        """Release the model (memory); the backend is unusable afterwards."""
-
+from advisor.hf import check_hub_reachable, first_line, looks_like_path, quiet_libraries
+from evaluators.backends.base import Backend, Generation, GenerationSettings
 
 # ----------------------------------------------------------------------------------- fingerprints
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of a small file; of its size and first and last MiB for a large one (weights)."""
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        if size <= _FULL_HASH_LIMIT:
-            h.update(fh.read())
-        else:
-            h.update(str(size).encode())
-            h.update(fh.read(_SAMPLE_BYTES))
-            fh.seek(size - _SAMPLE_BYTES)
-            h.update(fh.read(_SAMPLE_BYTES))
-    return h.hexdigest()[:16]
-
-
-def dir_fingerprint(path: Path) -> dict[str, Any]:
-    """Identity of a model or adapter directory without loading it: every file's name and size, and
-    a content digest (whole small files; size plus first/last MiB of large weight files), so a
-    retrained model saved to the same place does not reuse stale cached answers."""
-    path = Path(path)
-    files = {}
-    for p in sorted(path.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(path).parts):
-            continue
-        rel = str(p.relative_to(path))
-        if rel.startswith(("checkpoint-", "runs/")) or rel.endswith((".log", ".md")):
-            continue  # training leftovers that do not change the model
-        files[rel] = [p.stat().st_size, _file_digest(p)]
-    return {"files": files}
-
-
-def hub_cache_dir() -> Path:
-    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if env:
-        return Path(env)
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
-
-
-def hub_commit(model_id: str, revision: str | None = None) -> str | None:
-    """The commit a hub id resolves to in the local hub cache (read from its refs file), if cached."""
-    ref = revision or "main"
-    if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
-        return ref
-    refs = hub_cache_dir() / ("models--" + model_id.replace("/", "--")) / "refs" / ref
-    try:
-        return refs.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
-
-
-def model_fingerprint(model: str | Path, revision: str | None = None) -> dict[str, Any]:
-    """Identity of a model given as a local directory or a hub id (with its cached commit)."""
-    p = Path(model).expanduser()
-    if p.is_dir():
-        return dir_fingerprint(p)
-    return {"hub": str(model), "revision": revision or "main", "commit": hub_commit(str(model), revision)}
 
 
 # --------------------------------------------------------------------------------------- loading
 
 
 def _quiet_transformers() -> None:
-    from advisor.quiet import quiet_libraries
-
     quiet_libraries()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
-
-
-def _looks_like_path(model: str) -> bool:
-    """A hub id is "name" or "org/name"; anything else that is not a directory is a missing path."""
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
 
 def _check_source(model: str | Path, what: str = "model", revision: str | None = None) -> str:
@@ -188,10 +53,8 @@ def _check_source(model: str | Path, what: str = "model", revision: str | None =
         return str(p)
     if p.exists():
         raise AdviseError(f"{what} is a file, expected a model directory or a hub id", file=p)
-    if _looks_like_path(src) or Path(src).is_absolute():
+    if looks_like_path(src):
         raise AdviseError(f"{what} directory not found", file=p)
-    from advisor.hub import check_hub_reachable
-
     check_hub_reachable(src, revision, what=f"the {what}")
     return src
 
@@ -224,7 +87,7 @@ def load_tokenizer(src: str, *, revision: str | None = None, trust_remote_code: 
                                                  trust_remote_code=trust_remote_code)
         except Exception as e:  # noqa: BLE001 - any failure becomes one line naming the model
             last = e
-    raise AdviseError(f"cannot load the tokenizer of '{src}': {_first_line(last)}")
+    raise AdviseError(f"cannot load the tokenizer of '{src}': {first_line(last)}")
 
 
 def load_causal_lm(model: str | Path, *, adapter: str | Path | None = None, revision: str | None = None,
@@ -252,7 +115,7 @@ def load_causal_lm(model: str | Path, *, adapter: str | Path | None = None, revi
         lm = AutoModelForCausalLM.from_pretrained(src, revision=revision, use_safetensors=True,
                                                   trust_remote_code=trust_remote_code, dtype=_dtype_for(device))
     except Exception as e:  # noqa: BLE001
-        raise AdviseError(f"cannot load model '{src}': {_first_line(e)}") from None
+        raise AdviseError(f"cannot load model '{src}': {first_line(e)}") from None
     if adapter_src is not None:
         try:
             from peft import PeftModel
@@ -262,7 +125,7 @@ def load_causal_lm(model: str | Path, *, adapter: str | Path | None = None, revi
                 lm.resize_token_embeddings(len(tokenizer))
             lm = PeftModel.from_pretrained(lm, str(adapter_src), is_trainable=False)
         except Exception as e:  # noqa: BLE001
-            raise AdviseError(f"cannot load adapter '{adapter_src}' on '{src}': {_first_line(e)}") from None
+            raise AdviseError(f"cannot load adapter '{adapter_src}' on '{src}': {first_line(e)}") from None
     lm.to(device)
     lm.eval()
     lm.requires_grad_(False)  # no global torch.set_grad_enabled(False): training may follow in this process
@@ -296,7 +159,7 @@ def render_prompt(tokenizer, messages: list[dict]) -> tuple[str, bool]:
                 return tokenizer.apply_chat_template(_merge_system(messages), add_generation_prompt=True,
                                                      tokenize=False), True
             except Exception as e:  # noqa: BLE001
-                raise AdviseError(f"the tokenizer's chat template failed on an eval prompt: {_first_line(e)}") from None
+                raise AdviseError(f"the tokenizer's chat template failed on an eval prompt: {first_line(e)}") from None
     return render_plain(messages), False
 
 
@@ -400,7 +263,7 @@ class TransformersBackend(Backend):
             except AdviseError:
                 raise
             except Exception as e:  # noqa: BLE001 - one bad prompt is one item's error
-                out[i] = Generation(None, error=f"prompt could not be encoded: {_first_line(e)}")
+                out[i] = Generation(None, error=f"prompt could not be encoded: {first_line(e)}")
         encoded.sort(key=lambda t: -len(t[1]))
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
@@ -425,7 +288,7 @@ class TransformersBackend(Backend):
                 with torch.inference_mode():
                     gen = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             except Exception as e:  # noqa: BLE001 - the batch's items get the error, the run goes on
-                msg = f"generation failed: {_first_line(e)}"
+                msg = f"generation failed: {first_line(e)}"
                 for i, _, _ in batch:
                     out[i] = Generation(None, error=msg)
                 continue
@@ -483,164 +346,3 @@ class TransformersBackend(Backend):
 # ----------------------------------------------------------------------------- sequence classifier
 
 
-def classifier_input(messages: list[dict]) -> str:
-    """The text a sequence classifier reads: the user turns of the prompt (the record's key)."""
-    users = [m["content"] for m in messages if m.get("role") == "user"]
-    return "\n".join(users) if users else messages[-1]["content"]
-
-
-def _load_labels(path: Path, config) -> dict[int, str]:
-    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
-    for name in ("labels.json", "label_map.json"):
-        f = path / name
-        if f.is_file():
-            data = json.loads(f.read_text(encoding="utf-8"))
-            if isinstance(data, list):
-                id2label = dict(enumerate(map(str, data)))
-            elif isinstance(data, dict):
-                data = data.get("id2label", data)
-                id2label = {int(k): str(v) for k, v in data.items()}
-    return id2label
-
-
-class SequenceClassifierBackend(Backend):
-    """A label classifier saved by the ``classifier`` training plugin: an
-    ``AutoModelForSequenceClassification`` directory (or a peft adapter of one) whose ``id2label``
-    names the labels. Its reply is the label; ``extra["label_scores"]`` holds every label's probability
-    (for ROC AUC)."""
-
-    kind = "classifier"
-
-    def __init__(self, path: str | Path, *, trust_remote_code: bool = False, device: str | None = None,
-                 batch_size: int = 32, max_length: int = 512):
-        super().__init__()
-        _quiet_transformers()
-        self.path = Path(path).expanduser()
-        if not self.path.is_dir():
-            raise AdviseError("classifier directory not found", file=self.path)
-        self.batch_size, self.max_length = max(1, int(batch_size)), max_length
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        device = pick_device(device)
-        t0 = time.perf_counter()
-        try:
-            if (self.path / "adapter_config.json").is_file():
-                from peft import AutoPeftModelForSequenceClassification
-
-                model = AutoPeftModelForSequenceClassification.from_pretrained(str(self.path), is_trainable=False)
-                config = model.config
-            else:
-                config = AutoConfig.from_pretrained(str(self.path), trust_remote_code=trust_remote_code)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    str(self.path), use_safetensors=True, trust_remote_code=trust_remote_code)
-        except Exception as e:  # noqa: BLE001
-            raise AdviseError(f"cannot load classifier '{self.path}': {_first_line(e)}") from None
-        base = None
-        acfg = self.path / "adapter_config.json"
-        if acfg.is_file():
-            base = json.loads(acfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        self.tokenizer = load_tokenizer(str(self.path), trust_remote_code=trust_remote_code, fallback=base)
-        self.id2label = _load_labels(self.path, config)
-        if not self.id2label or all(v.startswith("LABEL_") for v in self.id2label.values()):
-            raise AdviseError("classifier has no label names (id2label in config.json or labels.json)", file=self.path)
-        self.model = model.to(device).eval()
-        self.device = device
-        self.load_seconds = time.perf_counter() - t0
-        self.model.requires_grad_(False)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": str(self.path), "labels": len(self.id2label), "device": self.device}
-
-    def generate(self, prompts: Sequence[list[dict]], settings: GenerationSettings) -> list[Generation]:
-        import torch
-
-        texts = [classifier_input(m) for m in prompts]
-        out: list[Generation] = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            t0 = time.perf_counter()
-            enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
-            with torch.inference_mode():
-                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu()
-            dt = (time.perf_counter() - t0) / len(chunk)
-            self.calls["generate"] += 1
-            self.calls["items"] += len(chunk)
-            for row in probs.tolist():
-                best = max(range(len(row)), key=row.__getitem__)
-                scores = {self.id2label.get(j, str(j)): round(p, 6) for j, p in enumerate(row)}
-                out.append(Generation(self.id2label.get(best, str(best)), n_tokens=0, seconds=dt,
-                                      extra={"label_scores": scores}))
-        return out
-
-    def close(self) -> None:
-        self.model = None
-
-
-def is_classifier_dir(path: Path) -> bool:
-    """Whether a trained artifact is a sequence classifier (by its config's architectures or task)."""
-    cfg = Path(path) / "config.json"
-    acfg = Path(path) / "adapter_config.json"
-    try:
-        if acfg.is_file() and json.loads(acfg.read_text(encoding="utf-8")).get("task_type") == "SEQ_CLS":
-            return True
-        if cfg.is_file():
-            archs = json.loads(cfg.read_text(encoding="utf-8")).get("architectures") or []
-            return any(a.endswith("ForSequenceClassification") for a in archs)
-    except (OSError, ValueError):
-        return False
-    return False
-
-
-# ------------------------------------------------------------------------------------ vLLM (lazy)
-
-
-class VLLMBackend(Backend):
-    """vLLM's offline engine (``vllm.LLM``), for users who outgrow one CPU/GPU process.
-
-    Loaded only when vLLM is installed; otherwise a clear :class:`AdviseError`. Greedy unless the
-    settings ask for sampling; LoRA adapters through vLLM's ``LoRARequest``.
-    """
-
-    kind = "vllm"
-
-    def __init__(self, model: str | Path, *, adapter: str | Path | None = None, trust_remote_code: bool = False,
-                 **engine_args: Any):
-        super().__init__()
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise AdviseError("the vLLM backend needs vLLM: pip install vllm (on a machine with a supported GPU)") from None
-        from vllm import LLM
-
-        self.model_name, self.adapter = str(model), adapter
-        try:
-            self.llm = LLM(model=str(model), trust_remote_code=trust_remote_code, enable_lora=adapter is not None,
-                           **engine_args)
-        except Exception as e:  # noqa: BLE001
-            raise AdviseError(f"vLLM cannot load model '{model}': {_first_line(e)}") from None
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model_name, "adapter": str(self.adapter) if self.adapter else None}
-
-    def generate(self, prompts: Sequence[list[dict]], settings: GenerationSettings) -> list[Generation]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(max_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                top_p=settings.top_p if settings.sampling else 1.0,
-                                seed=settings.seed if settings.sampling else None)
-        lora = None
-        if self.adapter is not None:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest("adapter", 1, str(self.adapter))
-        t0 = time.perf_counter()
-        try:
-            results = self.llm.chat(list(prompts), params, lora_request=lora, use_tqdm=False)
-        except Exception as e:  # noqa: BLE001
-            return [Generation(None, error=f"vLLM generation failed: {_first_line(e)}") for _ in prompts]
-        dt = (time.perf_counter() - t0) / max(1, len(prompts))
-        self.calls["generate"] += 1
-        self.calls["items"] += len(prompts)
-        return [Generation(r.outputs[0].text.strip(), n_tokens=len(r.outputs[0].token_ids), seconds=dt)
-                for r in results]

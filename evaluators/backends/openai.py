@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from advisor.errors import AdviseError
-from evaluators.backends import Backend, Generation, GenerationSettings
+from evaluators.backends.base import Backend, Generation, GenerationSettings
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

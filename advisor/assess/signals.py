@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from advisor.docs import BM25, load_docs, passages
-from advisor.profile import FileProfile
+from advisor.assess.profile import FileProfile
+from advisor.data.docs import BM25, load_docs, passages
+from advisor.data.textnorm import ngram_hashes, normalise, words
+from advisor.embeddings import embed
 from advisor.project import Project
 from advisor.rubric import value
-from advisor.textnorm import ngram_hashes, normalise, words
 
 KNOWLEDGE, BEHAVIOUR, NEUTRAL = "knowledge", "behaviour", "neutral"
 EMBED_SAMPLE = 60  # answers embedded for the embedding signal
@@ -69,7 +70,6 @@ def _docs_signals(project: Project, sample, r: dict, w: dict, use_embeddings: bo
     if use_embeddings:
         import numpy as np
 
-        from advisor.embeddings import embed
 
         ps = passages(docs)
         answers = [rec.output for rec in sample[:EMBED_SAMPLE]]

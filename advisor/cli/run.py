@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from advisor.cli import guard
-from advisor.pipeline import STAGES
+from advisor.cli.main import guard
+from advisor.pipeline import STAGES, report_only, run_pipeline
 
 EXIT_BLOCKED = 1  # the assessment found blockers: nothing was evaluated or trained (the report says why)
 
@@ -30,7 +30,6 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_
 
     Exit status 0 when the run did what was asked, 1 when it stopped on the assessment's blockers
     (the report says why; --ignore-blockers goes on), 2 on bad input."""
-    from advisor.pipeline import run_pipeline
 
     res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run, ignore_blockers=ignore_blockers,
                        out=out)
@@ -66,6 +65,5 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_
 @guard
 def report_cmd(project_dir: Path, out):
     """Render the HTML report of PROJECT_DIR from what the run store holds (no model calls)."""
-    from advisor.pipeline import report_only
 
     click.echo(report_only(project_dir, out))

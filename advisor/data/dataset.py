@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from advisor.data.findings import CODES, ERROR, Findings
+from advisor.data.records import Record, load_records
 from advisor.errors import AdviseError
-from advisor.findings import Findings
+from advisor.hashing import stable_hash
 from advisor.project import Project
-from advisor.records import Record, load_records
-from advisor.store import stable_hash
 
 HOLDOUT_SHARE = 0.1
 HOLDOUT_MAX = 200
@@ -34,7 +34,6 @@ class ProjectData:
         """One line naming the invalid eval records that nobody evaluates, with file:line of the first ones."""
         if not self.eval_skipped or self.eval_findings is None:
             return None
-        from advisor.findings import CODES, ERROR
 
         where = [f"{e['file']}:{e['line']}: {f['message']}" for f in self.eval_findings.to_list()
                  if CODES[f["code"]][0] == ERROR for e in f["examples"]][:3]

@@ -1,6 +1,6 @@
 """``advise train``, ``advise plugins``, ``advise export`` and ``advise models``.
 
-Loaded lazily by advisor.cli (LazyGroup); torch and friends are imported only once a command has
+Loaded lazily by advisor.cli.main (LazyGroup); torch and friends are imported only once a command has
 checked its input and is about to train, export or build.
 """
 
@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-from advisor.cli import guard, project_arg
+from advisor.cli.main import guard, project_arg
+from advisor.errors import AdviseError
+from advisor.files import check_output_dir
+from advisor.pipeline import choose_plugin, store_assessment
+from advisor.project import load_project
+from trainers.base import ENTRY_POINT_GROUP, all_plugins, config_fields
+from trainers.export import export, resolve_artifact
+from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
+from trainers.tiny_model import build_tiny_model
 
 
 def _echo_err(msg: str) -> None:
@@ -40,7 +48,6 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
     Every check (plugin, hyperparameters, data, base model, hardware) happens before anything is
     written. Checkpoints let `--resume` continue an interrupted run, kill -9 included.
     """
-    from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
 
     if resume is not None:
         if method:
@@ -48,8 +55,9 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
         plan = plan_resume(project_dir, resume or None, nproc=nproc, accelerate_config=accelerate_config,
                            max_steps=max_steps)
     else:
+        rec, method = choose_plugin(load_project(project_dir), method)
         plan = plan_new(project_dir, method=method, max_steps=max_steps, nproc=nproc or 1,
-                        accelerate_config=accelerate_config)
+                        accelerate_config=accelerate_config, recommendation=rec)
     c = plan.config
     budget = f"max_steps {c.max_steps}" if c.max_steps else f"epochs {c.epochs or 3}"
     how = f"resuming run {plan.run_id}" if plan.resume else f"training {plan.plugin.name} ({plan.request['chosen_by']})"
@@ -61,6 +69,7 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
     # libraries print to stdout now and then; with --json stdout carries the result only
     try:
         with contextlib.redirect_stdout(sys.stderr):
+            store_assessment(plan.project)
             result = execute(plan, progress=TerminalProgress())
     except KeyboardInterrupt:
         _echo_err(f"advise: run {plan.run_id} stopped; `advise train {project_dir} --resume {plan.run_id}` "
@@ -84,8 +93,6 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
 @guard
 def plugins_cmd(as_json: bool):
     """List the installed training plugins with their hyperparameters (defaults and limits)."""
-    from advisor.errors import AdviseError
-    from trainers.base import ENTRY_POINT_GROUP, all_plugins, config_fields
 
     rows = []
     for name, p in all_plugins().items():
@@ -119,7 +126,6 @@ def plugins_cmd(as_json: bool):
 def export_cmd(run: str, out_dir: Path, project_dir: Path):
     """Merge a trained LoRA adapter (a run id, or an artifact directory) into a standalone model in OUT_DIR,
     loadable with plain transformers."""
-    from trainers.export import export, resolve_artifact
 
     src = resolve_artifact(run, project_dir)
     info = export(src, out_dir)
@@ -141,8 +147,6 @@ def models_cmd():
 def models_tiny(directory: Path, steps: int | None, seed: int, force: bool, exist_ok: bool):
     """Build a small causal LM in DIRECTORY with no download: a byte-level BPE tokenizer with a chat
     template, a small Llama config, a short pretraining on text shipped in the package."""
-    from advisor.errors import AdviseError
-    from advisor.files import check_output_dir
 
     check_output_dir(directory, "the model directory")
     if exist_ok and not force and (directory / "tiny_model_build.json").is_file() and (directory / "config.json").is_file():
@@ -150,7 +154,6 @@ def models_tiny(directory: Path, steps: int | None, seed: int, force: bool, exis
         return
     if (directory / "config.json").exists() and not force:
         raise AdviseError("already holds a model; pass --force to rebuild it", file=directory)
-    from trainers.tiny_model import build_tiny_model
 
     kw = {"seed": seed}
     if steps is not None:

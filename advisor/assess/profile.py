@@ -1,6 +1,6 @@
 """One streaming pass over a data file: counts, tokens, duplicates, leakage and outputs.
 
-:func:`profile_file` reads the file through :func:`advisor.records.iter_records` and feeds every
+:func:`profile_file` reads the file through :func:`advisor.data.records.iter_records` and feeds every
 valid record to the accumulators. Memory stays bounded: per record it keeps a few hashes and a
 MinHash signature, and (on large files) token counts of a seeded sample only.
 
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.dedup import LeakageIndex, NearDuplicates
-from advisor.findings import Findings
-from advisor.outputs import OutputStats
-from advisor.records import FileStats, Record, iter_records, records_at
+from advisor.assess.dedup import LeakageIndex, NearDuplicates
+from advisor.assess.outputs import OutputStats
+from advisor.assess.tokens import TokenCounter
+from advisor.data.findings import Findings
+from advisor.data.records import FileStats, Record, iter_records, records_at
+from advisor.data.textnorm import normalise
 from advisor.rubric import value
-from advisor.textnorm import normalise
-from advisor.tokens import TokenCounter
 
 SAMPLE_RECORDS = 2000  # records kept for goal signals (docs overlap, embeddings)
 BACKGROUND_FROM_LINES = 1000  # files from this size use a worker thread for tokenizing and MinHash

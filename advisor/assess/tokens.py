@@ -8,8 +8,9 @@ distinct text once; the counts of texts that repeat (system prompts, labels, sto
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from advisor.hf import cached_snapshot
 
 
 class TokenCounter:
@@ -69,12 +70,9 @@ def _tokenizer_file(base_model: str | None, model_dir: Path | None) -> Path | No
         return f if f.is_file() else None
     if not base_model:
         return None
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
-    snap = cache / ("models--" + base_model.replace("/", "--")) / "snapshots"
-    if snap.is_dir():
-        for d in sorted(snap.iterdir()):
-            if (d / "tokenizer.json").is_file():
-                return d / "tokenizer.json"
+    snap = cached_snapshot(base_model)
+    if snap is not None and (snap / "tokenizer.json").is_file():
+        return snap / "tokenizer.json"
     return None
 
 

@@ -1,6 +1,6 @@
 """``advise eval``: baseline-vs-tuned evals with confidence intervals and paired comparisons.
 
-Loaded lazily by :class:`advisor.cli.LazyGroup`; torch and transformers load only when a model must
+Loaded lazily by :class:`advisor.cli.main.LazyGroup`; torch and transformers load only when a model must
 answer items that are not in the cache.
 """
 
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import click
 
-from advisor.cli import guard, project_arg
+from advisor.cli.main import guard, project_arg
+from advisor.errors import AdviseError
+from advisor.project import load_project
+from evaluators.runner import make_judge, run_eval
 from evaluators.strategies import RETRIEVERS, STRATEGIES
 
 
@@ -149,9 +152,6 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
     """
     from rich.console import Console
 
-    from advisor.errors import AdviseError
-    from advisor.project import load_project
-    from evaluators.runner import make_judge, run_eval
 
     project = load_project(project_dir)
     if endpoint_model and not endpoint:

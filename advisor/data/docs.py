@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from advisor.data.textnorm import words
 from advisor.errors import AdviseError
 
 DOC_SUFFIXES = {".md", ".txt", ".html", ".htm", ".markdown", ".rst"}
@@ -90,7 +91,6 @@ class BM25:
         import math
         from collections import Counter
 
-        from advisor.textnorm import words
 
         self.k1, self.b = k1, b
         self.docs = [Counter(words(t)) for t in texts]
@@ -107,7 +107,6 @@ class BM25:
                 self.postings.setdefault(w, []).append(i)
 
     def top(self, query: str, k: int = 3) -> list[tuple[int, float]]:
-        from advisor.textnorm import words
 
         scores: dict[int, float] = {}
         for w in set(words(query)):

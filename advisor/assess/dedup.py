@@ -1,7 +1,7 @@
 """Duplicates within a file, and leakage of eval records into train.
 
 * exact: the same input and output, byte for byte;
-* normalised: the same after :func:`advisor.textnorm.normalise`;
+* normalised: the same after :func:`advisor.data.textnorm.normalise`;
 * near: MinHash over character shingles with LSH banding, confirmed on the signature's Jaccard
   estimate (thresholds in ``rubrics/data_checks.yaml``). Signatures are computed with numpy in
   chunks, so a million records take seconds and bounded memory;
@@ -16,7 +16,7 @@ from concurrent.futures import Executor, Future
 
 import numpy as np
 
-from advisor.textnorm import words
+from advisor.data.textnorm import words
 
 
 def _first_equal_rows(m: np.ndarray) -> np.ndarray:

@@ -43,22 +43,27 @@ def guard(fn):
 project_arg = click.argument("project_dir", type=click.Path(path_type=Path), default=".")
 
 
-# Commands that live in their own modules, imported only when used (keeps `advise --help` fast).
+# Commands that live in their own modules, imported only when used (keeps `advise --help` fast). Each one
+# has its one-line help here so that `advise --help` describes every command without importing any.
 LAZY_COMMANDS = {
-    "eval": "advisor.cli_eval:eval_cmd",
-    "train": "advisor.cli_train:train_cmd",
-    "plugins": "advisor.cli_train:plugins_cmd",
-    "export": "advisor.cli_train:export_cmd",
-    "models": "advisor.cli_train:models_cmd",
-    "run": "advisor.cli_run:run_cmd",
-    "report": "advisor.cli_run:report_cmd",
-    "gate": "advisor.cli_gate:gate_cmd",
+    "eval": ("advisor.cli.eval:eval_cmd",
+             "Evaluate baselines and tuned models on held-out items: metrics with 95% CIs, paired tests."),
+    "train": ("advisor.cli.train:train_cmd", "Train the base model with a training plugin (resumable)."),
+    "plugins": ("advisor.cli.train:plugins_cmd", "List the installed training plugins and their hyperparameters."),
+    "export": ("advisor.cli.train:export_cmd", "Merge a trained adapter into a standalone model directory."),
+    "models": ("advisor.cli.train:models_cmd", "Build base models for demos and tests offline (advise models tiny)."),
+    "run": ("advisor.cli.run:run_cmd", "Assess, evaluate, train, evaluate again, compare and write the report."),
+    "report": ("advisor.cli.run:report_cmd", "Write the self-contained HTML report from the run store."),
+    "gate": ("advisor.cli.gate:gate_cmd", "CI: check project.yaml's gates against stored eval results (exit 1 on fail)."),
 }
 
 
 class LazyGroup(click.Group):
+    """A click group whose commands import on first use. A command module that fails to import is an
+    error naming the module, never a command that silently disappears."""
+
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | {n for n in LAZY_COMMANDS if self.get_command(ctx, n)})
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
 
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
@@ -66,14 +71,25 @@ class LazyGroup(click.Group):
             return cmd
         import importlib
 
-        mod_name, attr = LAZY_COMMANDS[name].split(":")
+        mod_name, attr = LAZY_COMMANDS[name][0].split(":")
         try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name == mod_name:
-                return None  # not built yet
-            raise
-        return getattr(mod, attr, None)
+            return getattr(importlib.import_module(mod_name), attr)
+        except Exception as e:  # an installation or code defect: loud, with its cause
+            if os.environ.get("ADVISE_DEBUG"):
+                raise
+            raise click.ClickException(f"the '{name}' command cannot load ({mod_name}: {type(e).__name__}: {e}); "
+                                       "reinstall advise or set ADVISE_DEBUG=1 for the traceback") from None
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            else:
+                cmd = self.commands[name]
+                rows.append((name, cmd.get_short_help_str(limit=formatter.width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,8 +100,9 @@ def main():
 
     \b
     advise init DIR        scaffold a project
-    advise assess DIR      analyse data and goal, recommend a method with costs
-    advise schema          JSON Schema of project.yaml
+    advise assess DIR      the verdict: data checks, goal signals, method, costs
+    advise run DIR         assess, eval baselines, train, eval tuned, report
+    advise gate DIR        CI gate on the stored eval results
     """
 
 
@@ -99,7 +116,7 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
 
     Exit status 0 when an assessment was made (whatever it recommends), 2 when it could not be made.
     """
-    from advisor.assess import assess_and_store
+    from advisor.assess.assessment import assess_and_store
     from advisor.project import load_project
 
     project = load_project(project_dir)
@@ -107,7 +124,7 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
-        from advisor.render import print_assessment
+        from advisor.cli.views import print_assessment
 
         print_assessment(result)
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import platform
 
+from advisor.assess.assessment import inputs_hash
+from advisor.errors import AdviseError
+from advisor.methods import estimate_row
 from advisor.project import Project
 from advisor.store import Store
+from evaluators.gates import evaluate_gates, load_views, parse_gates
+from evaluators.runner import stored_results
 
 
 def _current_assessment(project: Project, store: Store) -> tuple[dict | None, bool]:
     """(assessment, stale): the stored assessment of the project's current inputs; when there is none,
     the newest one, flagged stale (an unchanged project reuses an older run, so "newest" is not "current")."""
-    from advisor.assess import inputs_hash
 
     run = store.latest_run("assess", inputs_hash=inputs_hash(project))
     if run and run.get("result"):
@@ -44,8 +48,6 @@ def _canary(ev: dict) -> dict | None:
 def _gate(project: Project, store: Store, ev: dict) -> dict | None:
     if not project.eval.gates or not ev:
         return None
-    from advisor.errors import AdviseError
-    from evaluators.gates import evaluate_gates, load_views, parse_gates
 
     try:
         views = load_views(store, ev)
@@ -70,7 +72,6 @@ def _versions() -> dict:
 
 
 def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> dict:
-    from evaluators.runner import stored_results
 
     assessment, stale = _current_assessment(project, store)
     pipeline = dict(pipeline or {})
@@ -103,7 +104,7 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         train = dict(run["result"])
         train["loss_history"] = [{"step": r["step"], "loss": r.get("loss")} for r in store.train_log(run["id"])]
         method = train.get("method")
-        train["estimate_method"] = {"dpo": "rlhf", "qlora": "lora", "classifier": "lora"}.get(method, method)
+        train["estimate_method"] = estimate_row(method)
     eval_block = None
     if ev:
         eval_block = {"runs": ev.get("runs") or [], "comparisons": ev.get("comparisons") or [], "worse": _worse(ev),

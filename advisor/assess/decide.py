@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from advisor.methods import METHODS
 from advisor.rubric import value
 
-METHODS = ("prompting", "rag", "lora", "full", "rlhf")
 TRAINING = ("lora", "full", "rlhf")
 
 

@@ -10,15 +10,20 @@ import time
 from pathlib import Path
 
 from advisor import __version__
-from advisor.decide import METHODS, Facts, decide
-from advisor.dedup import LeakageIndex
+from advisor.assess.decide import Facts, decide
+from advisor.assess.dedup import LeakageIndex
+from advisor.assess.estimate import estimate
+from advisor.assess.profile import FileProfile, profile_file
+from advisor.assess.signals import docs_dir_has_files, goal_signals
+from advisor.assess.tokens import context_window, make_counter
+from advisor.data.docs import DOC_SUFFIXES
+from advisor.data.findings import Findings
 from advisor.errors import AdviseError
-from advisor.findings import Findings
-from advisor.profile import FileProfile, profile_file
+from advisor.hashing import file_hash, stable_hash
+from advisor.methods import METHODS
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
-from advisor.signals import docs_dir_has_files, goal_signals
-from advisor.tokens import context_window, make_counter
+from advisor.store import Store
 
 DEFAULT_EPOCHS = 3
 
@@ -146,8 +151,6 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
 
 def inputs_hash(project: Project) -> str:
     """Everything an assessment depends on: project.yaml, data and docs contents, rubrics, version."""
-    from advisor.docs import DOC_SUFFIXES
-    from advisor.store import file_hash, stable_hash
 
     code = Path(__file__).parent
     parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(Path(project.root).resolve()),
@@ -174,7 +177,6 @@ def assess_and_store(project: Project, *, use_embeddings: bool = True, command: 
     Returns (assessment, run id). A store that cannot be written (read-only project) is not an
     error for assess: the assessment is still returned, with run id None.
     """
-    from advisor.store import Store
 
     h = inputs_hash(project)
     try:
@@ -199,7 +201,6 @@ def assess_and_store(project: Project, *, use_embeddings: bool = True, command: 
 
 
 def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict) -> dict:
-    from advisor.estimate import estimate
 
     c = project.constraints
     docs_chars = (signals.get("docs") or {}).get("characters", 0)

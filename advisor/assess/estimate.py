@@ -38,10 +38,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
+from advisor.hf import cached_snapshot
+from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS
+from advisor.rubric import load_rubric, value
+
 __all__ = ["METHODS", "Hardware", "estimate", "model_parameters", "parse_hardware"]
 
-METHODS: tuple[str, ...] = ("prompting", "rag", "lora", "qlora", "full", "rlhf")
-TRAINING_METHODS = frozenset({"lora", "qlora", "full", "rlhf"})
+METHODS = ESTIMATE_ROWS
+TRAINING_METHODS = TRAINING_ROWS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,19 +335,9 @@ def _from_directory(directory: Path, model_id: str | None) -> _ModelInfo | None:
 
 
 def _hf_cache_dir(repo_id: str) -> Path | None:
-    """The newest snapshot of ``repo_id`` in the local Hugging Face cache, if one was downloaded."""
-    if repo_id.count("/") != 1:
-        return None
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if not cache:
-        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-        cache = os.path.join(home, "hub")
-    snaps = Path(cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots"
-    try:
-        candidates = [p for p in snaps.iterdir() if (p / "config.json").is_file()]
-    except OSError:
-        return None
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+    """The cached snapshot of ``repo_id`` that the hub client would load (advisor.hf's one rule)."""
+    snap = cached_snapshot(repo_id)
+    return snap if snap is not None and (snap / "config.json").is_file() else None
 
 
 _DROP_WORDS = {"instruct", "it", "chat", "hf", "base", "sft"}
@@ -713,7 +707,6 @@ def estimate(
     # scaled to the cores of the machine that will train (this one: training on CPU happens here)
     cores = os.cpu_count() or int(cpu["assumed_cores"])
     cpu_tflops = float(cpu["effective_tflops"]) * min(cores, int(cpu["assumed_cores"])) / int(cpu["assumed_cores"])
-    from advisor.rubric import load_rubric, value
 
     cpu_max_hours = float(value(load_rubric("decision"), "thresholds", "cpu_training_max_hours"))
 

@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from advisor import __version__
+from advisor.files import write_output
+from advisor.report import charts
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 MAX_WORSE_ITEMS = 50
@@ -24,7 +26,7 @@ def _env():
     from jinja2 import Environment, FunctionLoader, select_autoescape
 
     def load(name: str):
-        return resources.files("advisor").joinpath("templates", name).read_text(encoding="utf-8")
+        return resources.files("advisor.report").joinpath("templates", name).read_text(encoding="utf-8")
 
     return Environment(loader=FunctionLoader(load), autoescape=select_autoescape(default=True, default_for_string=True),
                        trim_blocks=True, lstrip_blocks=True)
@@ -36,7 +38,6 @@ def _cut(text, limit: int = MAX_TEXT) -> str:
 
 
 def _charts(data: dict, metric_names: list[str]) -> dict[str, list[str]]:
-    from advisor import charts
 
     out: dict[str, list[str]] = {"results": [], "training": [], "data": []}
     ev = data.get("eval") or {}
@@ -80,7 +81,7 @@ def render_report(data: dict) -> str:
             if m not in metric_names:
                 metric_names.append(m)
     env = _env()
-    css = resources.files("advisor").joinpath("templates", "report.css").read_text(encoding="utf-8")
+    css = resources.files("advisor.report").joinpath("templates", "report.css").read_text(encoding="utf-8")
     train = data.get("train")
     est = None
     a = data.get("assessment") or {}
@@ -104,6 +105,5 @@ def render_report(data: dict) -> str:
 
 
 def write_report(data: dict, out: Path) -> Path:
-    from advisor.files import write_output
 
     return write_output(out, render_report(data), "the report (--out)")

@@ -12,9 +12,9 @@ import math
 import re
 from collections import Counter
 
-from advisor.findings import Findings
+from advisor.data.findings import Findings
+from advisor.data.textnorm import words
 from advisor.rubric import value
-from advisor.textnorm import words
 
 _NUM = re.compile(r"\d")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]+")

@@ -1,7 +1,7 @@
 """Reading JSON Lines training data in any contract format, one record at a time.
 
 :func:`iter_records` streams a file, detects each record's format, validates it, reports problems to
-a :class:`~advisor.findings.Findings` with file and line, and yields the valid records normalised
+a :class:`~advisor.data.findings.Findings` with file and line, and yields the valid records normalised
 to one shape (:class:`Record`). Invalid records are counted and skipped; the rest of the file is
 still used. Nothing is held in memory beyond the record being read.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from advisor.findings import Findings
+from advisor.data.findings import Findings
 
 FORMATS = ("chat", "alpaca", "prompt_completion", "preference")
 ROLES = {"system", "user", "assistant", "tool", "function"}
