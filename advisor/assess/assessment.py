@@ -155,7 +155,8 @@ def inputs_hash(project: Project) -> str:
     code = Path(__file__).parent
     parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(Path(project.root).resolve()),
                    # the code itself (a development install changes without a version bump)
-                   "code": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(code.glob("*.py"))]}
+                   "code": [(str(f.relative_to(code)), f.stat().st_size, f.stat().st_mtime_ns)
+                            for f in sorted(code.rglob("*.py"))]}
     for key in ("train", "eval"):
         p = project.data_path(key)
         parts[key] = file_hash(p) if p is not None and p.is_file() else None
