@@ -10,7 +10,6 @@ from typing import Any
 
 from advisor.errors import AdviseError
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _SAMPLE_BYTES = 1 << 20  # bytes read from each end of a weights file for its fingerprint
 _FULL_HASH_LIMIT = 8 << 20  # smaller files are hashed whole
 

@@ -1,8 +1,13 @@
 """Rubrics are data: YAML tables shipped in the ``rubrics`` package, each number with its source.
 
-``load_rubric("decision")`` returns the shipped table merged with ``PROJECT/rubrics/decision.yaml``
-when a project overrides it. Entries of the form ``{value: X, source: ...}`` are read with
-:func:`value`.
+This is the one reader of those tables: the decision rules and data checks (``decision``,
+``data_checks``) and the estimate's constants (``hardware``, ``prices``, ``models``) all come through
+:func:`load_rubric`, parsed once per process (libyaml when available) and cached.
+
+``load_rubric("decision", project_root)`` returns the shipped table merged with
+``PROJECT/rubrics/decision.yaml`` when a project overrides it (callers pass ``project_root`` only for
+the tables a project may override: decision and data_checks). Entries of the form
+``{value: X, source: ...}`` are read with :func:`value` and :func:`source`.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from advisor.project import ProjectLoader, _key_line, _yaml_error_line
 
 @cache
 def _shipped(name: str) -> dict:
+    """The shipped ``rubrics/NAME.yaml`` (read-only: callers must not mutate it)."""
     text = resources.files("rubrics").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when available
+    table = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when available
+    if not isinstance(table, dict):  # pragma: no cover - a broken install, not user input
+        raise RuntimeError(f"rubrics/{name}.yaml is not a mapping")
+    return table
 
 
 def _kind(v: Any) -> str:
@@ -74,11 +83,14 @@ def _merge(base: dict, over: dict, path: tuple = ()) -> dict:
 
 
 def load_rubric(name: str, project_root: Path | None = None) -> dict:
+    """The shipped table ``name``, merged with the project's ``rubrics/NAME.yaml`` when ``project_root`` has one.
+
+    A bad override raises :class:`AdviseError` naming the override file and line.
+    """
     table = _shipped(name)
     if project_root is not None:
         over_file = Path(project_root) / "rubrics" / f"{name}.yaml"
         if over_file.is_file():
-
             text = over_file.read_text(encoding="utf-8")
             try:
                 over = yaml.load(text, Loader=ProjectLoader) or {}  # noqa: S506 - a SafeLoader subclass
@@ -97,6 +109,7 @@ def load_rubric(name: str, project_root: Path | None = None) -> dict:
 
 
 def value(table: dict, *path: str) -> Any:
+    """The entry at ``path``: its ``value`` when it is a ``{value: X, source: ...}`` entry."""
     node: Any = table
     for p in path:
         node = node[p]
@@ -104,6 +117,7 @@ def value(table: dict, *path: str) -> Any:
 
 
 def source(table: dict, *path: str) -> str:
+    """The ``source`` of the entry at ``path`` ("" when it has none)."""
     node: Any = table
     for p in path:
         node = node[p]

@@ -153,9 +153,6 @@ class Store:
         self.db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL, result=NULL, "
                         "command=COALESCE(?, command) WHERE id=?", (command, run_id))
 
-    def update_result(self, run_id: str, result: dict) -> None:
-        self.db.execute("UPDATE runs SET result=? WHERE id=?", (json.dumps(result, default=str), run_id))
-
     @staticmethod
     def _row(r: sqlite3.Row | None) -> dict | None:
         if r is None:

@@ -1,4 +1,4 @@
-"""Tests for advisor/estimate.py: every expected number is computed by hand in the test."""
+"""Tests for the advisor.assess.estimate package: every expected number is computed by hand in the test."""
 
 from __future__ import annotations
 

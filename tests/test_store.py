@@ -74,3 +74,58 @@ def test_reading_an_absent_store_creates_nothing(tmp_path):
     assert (tmp_path / ".advise" / "store.sqlite").is_file()
     with Store.for_project(project, read_only=True) as store:
         assert store.get_run(run)["name"] == "x"
+
+
+ROWS = [{"prompt": f"Ticket {i}: my card was charged twice", "completion": "billing" if i % 2 else "fraud"}
+        for i in range(40)]
+
+
+def test_readers_on_a_project_without_a_store_create_nothing(make_project):
+    import yaml
+    from click.testing import CliRunner
+
+    from advisor.assess.assessment import stored_assessment_id
+    from advisor.cli.main import main
+    from advisor.project import load_project
+
+    root = make_project(ROWS, ROWS[:10])
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg["eval"] = {"gates": {"accuracy": {"min": 0.5}}}
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    for args in (["report", str(root)], ["report", str(root), "--out", str(root / "r.html")], ["gate", str(root)]):
+        r = runner.invoke(main, args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and ".advise" in lines[0] and "Traceback" not in r.stderr, (args, r.stderr)
+        assert not (root / ".advise").exists(), args
+        assert not (root / "r.html").exists()
+    assert stored_assessment_id(load_project(root)) is None
+    assert not (root / ".advise").exists()
+
+
+def test_assess_records_its_library_versions_and_reuses_the_stored_run(make_project):
+    import json
+
+    from click.testing import CliRunner
+
+    from advisor import __version__
+    from advisor.assess.assessment import stored_assessment_id
+    from advisor.cli.main import main
+    from advisor.project import load_project
+
+    root = make_project(ROWS, ROWS[:10])
+    project = load_project(root)
+    assert stored_assessment_id(project, use_embeddings=False) is None
+    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
+    assert r.exit_code == 0, r.stderr
+    run_id = stored_assessment_id(project, use_embeddings=False)
+    assert run_id is not None and stored_assessment_id(project, use_embeddings=True) is None
+    with Store.for_project(project, read_only=True) as store:
+        run = store.get_run(run_id)
+        assert run["status"] == "done" and run["result"] == json.loads(r.stdout)
+        assert run["versions"]["advise"] == __version__ and run["versions"]["python"].count(".") == 2
+    again = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
+    assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(r.stdout)
+    with Store.for_project(project, read_only=True) as store:
+        assert [x["id"] for x in store.list_runs("assess")] == [run_id]

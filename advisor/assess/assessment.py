@@ -24,6 +24,7 @@ from advisor.methods import METHODS
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
 from advisor.store import Store
+from advisor.versions import versions
 
 DEFAULT_EPOCHS = 3
 
@@ -155,7 +156,8 @@ def inputs_hash(project: Project) -> str:
     code = Path(__file__).parent
     parts: dict = {"version": __version__, "project": project.model_dump(mode="json"), "root": str(Path(project.root).resolve()),
                    # the code itself (a development install changes without a version bump)
-                   "code": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(code.glob("*.py"))]}
+                   "code": [(str(f.relative_to(code)), f.stat().st_size, f.stat().st_mtime_ns)
+                            for f in sorted(code.rglob("*.py"))]}
     for key in ("train", "eval"):
         p = project.data_path(key)
         parts[key] = file_hash(p) if p is not None and p.is_file() else None
@@ -179,16 +181,16 @@ def assess_and_store(project: Project, *, use_embeddings: bool = True, command: 
     """
 
     h = inputs_hash(project)
+    name = "embeddings" if use_embeddings else "plain"
     try:
-        store = Store.for_project(project)
+        opened = Store.for_project(project)
     except (AdviseError, OSError):
         return assess(project, use_embeddings=use_embeddings), None
-    try:
-        cached = store.latest_run("assess", inputs_hash=h, name="embeddings" if use_embeddings else "plain")
+    with opened as store:
+        cached = store.latest_run("assess", inputs_hash=h, name=name)
         if cached and cached.get("result"):
             return cached["result"], cached["id"]
-        run_id = store.start_run("assess", name="embeddings" if use_embeddings else "plain", inputs_hash=h,
-                                 command=command)
+        run_id = store.start_run("assess", name=name, inputs_hash=h, command=command, versions=versions())
         try:
             result = assess(project, use_embeddings=use_embeddings)
         except BaseException as e:
@@ -196,8 +198,16 @@ def assess_and_store(project: Project, *, use_embeddings: bool = True, command: 
             raise
         store.finish_run(run_id, "done", result=result)
         return result, run_id
-    finally:
-        store.close()
+
+
+def stored_assessment_id(project: Project, *, use_embeddings: bool = True) -> str | None:
+    """The run id of the stored assessment of the project's current inputs, or None; creates nothing."""
+    with Store.for_project(project, read_only=True) as store:
+        if store is None:
+            return None
+        run = store.latest_run("assess", inputs_hash=inputs_hash(project),
+                               name="embeddings" if use_embeddings else "plain")
+        return run["id"] if run else None
 
 
 def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict) -> dict:

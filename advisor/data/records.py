@@ -17,7 +17,6 @@ import orjson
 
 from advisor.data.findings import Findings
 
-FORMATS = ("chat", "alpaca", "prompt_completion", "preference")
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"}
 EXTRA_KEYS = {"id", "tags", "metadata", "references", "source", "label", "weight", "tools"}
