@@ -2,7 +2,8 @@
 
 * core (``advisor`` at its root and ``advisor/data/``) imports nothing of assess, report, pipeline,
   cli, evaluators or trainers;
-* ``advisor.assess`` builds on the core only;
+* ``advisor.assess`` builds on the core only; ``advisor.probe`` (a top layer like the pipeline) on the
+  core, assess, evaluators and trainers, never on the report, the pipeline or the CLI;
 * ``evaluators`` and ``trainers`` build on the core (and ``advisor.data``), never on each other,
   assess, report, pipeline or cli;
 * the built-in plugins import only ``trainers`` (its public API) and ``advisor.errors``, as a
@@ -22,13 +23,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 OWN = ("advisor", "evaluators", "trainers", "rubrics")
 
-CORE_FORBIDDEN = ("advisor.assess", "advisor.report", "advisor.pipeline", "advisor.cli", "evaluators", "trainers")
+CORE_FORBIDDEN = ("advisor.assess", "advisor.report", "advisor.pipeline", "advisor.probe", "advisor.cli", "evaluators",
+                  "trainers")
 RULES: list[tuple[str, tuple[str, ...]]] = [
     # (module prefix, prefixes it must not import)
-    ("advisor.assess", ("advisor.report", "advisor.pipeline", "advisor.cli", "evaluators", "trainers")),
-    ("advisor.report", ("advisor.pipeline", "advisor.cli", "trainers")),
-    ("evaluators", ("trainers", "advisor.assess", "advisor.report", "advisor.pipeline", "advisor.cli")),
-    ("trainers", ("evaluators", "advisor.assess", "advisor.report", "advisor.pipeline", "advisor.cli")),
+    ("advisor.assess", ("advisor.report", "advisor.pipeline", "advisor.probe", "advisor.cli", "evaluators", "trainers")),
+    ("advisor.report", ("advisor.pipeline", "advisor.probe", "advisor.cli", "trainers")),
+    ("advisor.probe", ("advisor.report", "advisor.pipeline", "advisor.cli")),
+    ("evaluators", ("trainers", "advisor.assess", "advisor.report", "advisor.pipeline", "advisor.probe", "advisor.cli")),
+    ("trainers", ("evaluators", "advisor.assess", "advisor.report", "advisor.pipeline", "advisor.probe", "advisor.cli")),
 ]
 PLUGIN_ALLOWED = ("trainers", "advisor.errors")
 

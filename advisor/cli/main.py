@@ -54,6 +54,8 @@ LAZY_COMMANDS = {
     "models": ("advisor.cli.train:models_cmd", "Build base models for demos and tests offline (advise models tiny)."),
     "run": ("advisor.cli.run:run_cmd", "Assess, evaluate, train, evaluate again, compare and write the report."),
     "report": ("advisor.cli.run:report_cmd", "Write the self-contained HTML report from the run store."),
+    "probe": ("advisor.cli.probe:probe_cmd",
+              "Measure prompting, RAG and fine-tuning on a dev split of the team's own data before the spend."),
     "gate": ("advisor.cli.gate:gate_cmd", "CI: check project.yaml's gates against stored eval results (exit 1 on fail)."),
 }
 
@@ -110,8 +112,10 @@ def main():
 @project_arg
 @click.option("--json", "as_json", is_flag=True, help="Print the assessment as one JSON object (see the contract).")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embedding signal over docs/ (faster, no torch import).")
+@click.option("--probe", is_flag=True, help="Also measure the choice on a dev split of train (advise probe, its defaults).")
+@click.option("--probe-budget-minutes", type=float, default=None, help="With --probe: no new arm starts after this.")
 @guard
-def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
+def assess(project_dir: Path, as_json: bool, no_embeddings: bool, probe: bool, probe_budget_minutes: float | None):
     """Analyse the task and data of PROJECT_DIR and recommend prompting, RAG, LoRA, full fine-tuning or RLHF.
 
     Exit status 0 when an assessment was made (whatever it recommends), 2 when it could not be made.
@@ -121,12 +125,19 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool):
 
     project = load_project(project_dir)
     result, _ = assess_and_store(project, use_embeddings=not no_embeddings, command=" ".join(sys.argv))
+    if probe:  # an extension of the contract: without --probe the JSON is what it always was
+        from advisor.probe import ProbeOptions, run_probe
+
+        opts = ProbeOptions.defaults(project.root, budget_minutes=probe_budget_minutes)
+        result = {**result, "probe": run_probe(project, opts, say=lambda m: click.echo(m, err=True))}
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
-        from advisor.cli.views import print_assessment
+        from advisor.cli.views import print_assessment, print_probe
 
         print_assessment(result)
+        if probe:
+            print_probe(result["probe"])
 
 
 @main.command()

@@ -118,3 +118,63 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
         con.print(Text(f"  model: {m.get('id')} ~{_num((m.get('parameters') or 0) / 1e9, '{:.2f}')}B parameters "
                        f"({m.get('source')}); hardware: {(est.get('hardware') or {}).get('description', '-')}",
                        style="dim"))
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def print_probe(p: dict, console: Console | None = None) -> None:
+    """`advise probe`: the measured verdict first, then the arms, the curve and the limits. Data is
+    printed as text (Text objects), never as markup."""
+    console = console or Console()
+    v = p.get("verdict") or {}
+    metric = p.get("metric") or "score"
+    head = Text()
+    if v.get("method"):
+        head.append(f"Measured verdict: {v['method']}", style="bold")
+        head.append(f" ({v.get('evidence')}, {metric} {v['value']:.3f} {_ci(v.get('ci'))})")
+        m = v.get("margin")
+        if m and v.get("over"):
+            head.append(f"\nover {v['over']} by {m['delta']:+.3f}" + (f" [{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]"
+                                                                      if m.get("ci") else ""))
+        if v.get("status") == "inconclusive":
+            head.append(f"\ninconclusive: {v.get('why', '')}", style="yellow")
+    else:
+        head.append(f"Measured verdict: inconclusive ({v.get('why', 'no arm scored')})", style="yellow")
+    rule = p.get("rule_verdict") or {}
+    head.append(f"\nRule-based verdict: {rule.get('method')} (confidence {rule.get('confidence')})")
+    if v.get("disagreement"):
+        head.append(f"\n{v['disagreement']}")
+    console.print(Panel(head, title="advise probe", expand=False))
+    dev = p.get("dev") or {}
+    console.print(Text(f"dev split: {dev.get('dev_items')} items carved from train (seed {dev.get('seed')}"
+                       + (f", grouped by {dev['grouped_by']}" if dev.get("grouped_by") else "") + ")"))
+    t = Table(title=f"arms ({metric}, 95% CI)")
+    for col in ("arm", "kind", "score", "95% CI", "trained on", "seconds", "cost $"):
+        t.add_column(col, justify="right" if col not in ("arm", "kind") else "left")
+    for a in p.get("arms") or []:
+        t.add_row(Text(str(a["name"])), a["kind"], "-" if a.get("value") is None else f"{a['value']:.3f}",
+                  _ci(a.get("ci")), f"{a['train_examples']:,}" if a.get("train_examples") else "",
+                  f"{a['seconds']:,.1f}", f"{a.get('cost_usd') or 0:,.2f}")
+    console.print(t)
+    c = p.get("curve")
+    if c:
+        line = Text("learning curve: ")
+        if c.get("status") == "fitted":
+            for k, pr in c["predictions"].items():
+                line.append(f"{k} ({pr['n']:,} examples) {pr['value']:.3f} {_ci(pr.get('ci'))}  ")
+            line.append(f"\n{c.get('trend', '')}")
+        else:
+            line.append(f"inconclusive: {c.get('why')}", style="yellow")
+        console.print(line)
+    if p.get("knowledge"):
+        console.print(Text(f"knowledge: {p['knowledge']['reading']}"))
+    if p.get("rag"):
+        console.print(Text(f"rag: {p['rag']['reading']}"))
+    comp = p.get("compute") or {}
+    if comp.get("share") is not None:
+        console.print(Text(f"compute: {comp['probe_train_steps']:,} training steps, {comp['share']:.0%} of the "
+                           f"full run's {comp['full_run_steps']:,}"))
+    for lim in p.get("limits") or []:
+        console.print(Text(f"limit: {lim}", style="dim"))
