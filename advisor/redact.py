@@ -112,7 +112,10 @@ class RedactingStream(io.TextIOBase):
         return bool(getattr(self._inner, "isatty", lambda: False)())
 
     def fileno(self):
-        return self._inner.fileno()
+        try:
+            return self._inner.fileno()
+        except AttributeError:
+            raise io.UnsupportedOperation("fileno") from None
 
     @property
     def encoding(self):
