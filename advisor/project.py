@@ -154,13 +154,25 @@ class Project(_Strict):
         return None
 
 
+def confined(root: Path, path: Path, *, strict: bool = False) -> Path | None:
+    """``path`` with its symlinks resolved when it lies inside the project directory ``root``, else None:
+    the one rule of what advise may read (data paths, and every file under data.docs). ``strict``:
+    the path must exist. A symlink loop raises OSError."""
+    try:
+        resolved = path.resolve(strict=strict)
+    except RuntimeError as e:  # Python 3.11's non-strict resolve on a loop
+        raise OSError(f"symlink loop: {e}") from None
+    return resolved if resolved.is_relative_to(root.resolve()) else None
+
+
 def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
-    root_r = root.resolve()
     p = Path(rel).expanduser()
     full = (root / p) if not p.is_absolute() else p
     try:
-        full.resolve().relative_to(root_r)
-    except ValueError:
+        inside = confined(root, full)
+    except OSError:
+        raise AdviseError(f"{key}: '{rel}' is a symlink loop", file=pfile) from None
+    if inside is None:
         raise AdviseError(f"{key}: '{rel}' points outside the project directory; data paths must stay inside it",
                           file=pfile) from None
     return full

@@ -31,6 +31,7 @@ class HostileEndpoint:
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
+        self.bodies: list[bytes] = []
         self.redirect_to: str | None = None
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -70,11 +71,11 @@ class HostileEndpoint:
 
             def do_POST(self):  # noqa: N802
                 n = min(int(self.headers.get("Content-Length", 0) or 0), 1 << 20)
-                if n:
-                    self.rfile.read(n)
+                body = self.rfile.read(n) if n else b""
                 auth = self.headers.get("Authorization")
                 with state.lock:
                     state.requests.append((self.path, auth))
+                    state.bodies.append(body)
                 mode = self.path.strip("/").split("/")[0]
                 try:
                     self._mode(mode, auth)
