@@ -1,8 +1,9 @@
 """Benchmark: peak memory of `advise assess` on a project.yaml holding an alias bomb (issue 11).
 
 tests/data/alias_bomb.yaml is 463 bytes under ``train:`` (extra keys are allowed there) whose aliases
-expand to 9^9 (387 million) values; before the loader counted aliases, assess walked them and used
-about 13 GB (as reported in the issue; measured here: under a 2 GB address-space limit it aborts with "memory allocation failed"). Target: the bomb is refused (exit 2, one line naming project.yaml:line) with peak
+expand to 9^9 (387 million) values. Before the loader counted aliases, assess walked them: about 13 GB
+as reported in the issue; measured here, under a 2 GB address-space limit it aborted with "memory
+allocation failed". Target: the bomb is refused (exit 2, one line naming project.yaml:line) with peak
 resident memory under 1 GB. The peak is that of the process tree, sampled with psutil.
 
     .venv/bin/python bench/yaml_bomb_memory.py

@@ -257,7 +257,7 @@ class OpenAIBackend(Backend):
             except Exception:  # noqa: BLE001
                 pass
             if watch.fired:
-                raise EndpointError(f"timed out after {self.timeout:g} s", True) from None
+                raise EndpointError(f"timed out after {self.timeout:g} s", True, connection=True) from None
             retry_after = None
             ra = e.headers.get("Retry-After") if e.headers else None
             if ra:
