@@ -154,13 +154,25 @@ class Project(_Strict):
         return None
 
 
+def confined(root: Path, path: Path, *, strict: bool = False) -> Path | None:
+    """``path`` with its symlinks resolved when it lies inside the project directory ``root``, else None:
+    the one rule of what advise may read (data paths, and every file under data.docs). ``strict``:
+    the path must exist. A symlink loop raises OSError."""
+    try:
+        resolved = path.resolve(strict=strict)
+    except RuntimeError as e:  # Python 3.11's non-strict resolve on a loop
+        raise OSError(f"symlink loop: {e}") from None
+    return resolved if resolved.is_relative_to(root.resolve()) else None
+
+
 def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
-    root_r = root.resolve()
     p = Path(rel).expanduser()
     full = (root / p) if not p.is_absolute() else p
     try:
-        full.resolve().relative_to(root_r)
-    except ValueError:
+        inside = confined(root, full)
+    except OSError:
+        raise AdviseError(f"{key}: '{rel}' is a symlink loop", file=pfile) from None
+    if inside is None:
         raise AdviseError(f"{key}: '{rel}' points outside the project directory; data paths must stay inside it",
                           file=pfile) from None
     return full
@@ -208,9 +220,73 @@ def _explain(err: dict) -> str:
     return msg if msg.startswith("expected") else f"is invalid: {msg}"
 
 
+# Bounds of a user's YAML (project.yaml, rubric overrides). A real config has a few hundred values and
+# nests under 10 levels; the bounds stop an alias bomb ("billion laughs": 1 KB that expands to 10^9
+# values and GBs of memory once anything walks it) and a nesting deep enough to exhaust Python's stack.
+MAX_ALIAS_VALUES = 10_000  # values that aliases may add in total, each alias counted expanded
+MAX_YAML_DEPTH = 100  # nesting levels of mappings and lists
+
+
+class YAMLBoundError(yaml.composer.ComposerError):
+    """A YAML document beyond the loader's bounds (an alias bomb, a recursive alias, too deep)."""
+
+
 class ProjectLoader(yaml.SafeLoader):
     """YAML as people mean it in a config file: only true/false are booleans (YAML 1.2), so a key
-    ``on:`` or a value ``no`` stays text; a key given twice is an error, not "the last one wins"."""
+    ``on:`` or a value ``no`` stays text; a key given twice is an error, not "the last one wins".
+
+    The one loader of every YAML file a user gives advise: aliases are counted expanded while the
+    document is composed (more than :data:`MAX_ALIAS_VALUES` values, or an alias of a node that
+    contains it, is an error at the alias's line), and nesting deeper than :data:`MAX_YAML_DEPTH` is
+    an error at the line where it goes too deep."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_values = 0
+        self._open: set[str] = set()
+        self._sizes: dict[int, int] = {}
+
+    def _expanded(self, node: yaml.Node) -> int:
+        """Values of a composed node with every alias in it expanded (memoised per node)."""
+        n = self._sizes.get(id(node))
+        if n is None:
+            if isinstance(node, yaml.MappingNode):
+                n = 1 + sum(self._expanded(k) + self._expanded(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                n = 1 + sum(self._expanded(v) for v in node.value)
+            else:
+                n = 1
+            self._sizes[id(node)] = n
+        return n
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise YAMLBoundError(None, None, f"alias *{event.anchor} refers to a value that "
+                                                  "contains it (a recursive alias)", event.start_mark)
+            node = self.anchors.get(event.anchor)
+            if node is not None:
+                self._alias_values += self._expanded(node)
+                if self._alias_values > MAX_ALIAS_VALUES:
+                    raise YAMLBoundError(
+                        None, None, f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?); "
+                        "write the values out or use fewer aliases", event.start_mark)
+            return super().compose_node(parent, index)
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if self._depth >= MAX_YAML_DEPTH:
+                raise YAMLBoundError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                  event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -249,7 +325,8 @@ def parse_project(text: str, root: Path, file: Path) -> Project:
         context = getattr(e, "context", None)
         if context and getattr(e, "context_mark", None) is not None and context not in problem:
             problem = f"{problem} ({context} at line {e.context_mark.line + 1})"
-        raise AdviseError(f"YAML syntax error: {problem}", file=file, line=_yaml_error_line(e, text)) from None
+        what = "YAML refused" if isinstance(e, YAMLBoundError) else "YAML syntax error"
+        raise AdviseError(f"{what}: {problem}", file=file, line=_yaml_error_line(e, text)) from None
     if raw is None:
         raise AdviseError("is empty; `advise init DIR` writes a commented example", file=file)
     if not isinstance(raw, dict):

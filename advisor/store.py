@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from advisor.errors import AdviseError
+from advisor.redact import RedactingConnection
 
 SCHEMA_VERSION = 1
 STORE_FILE = "store.sqlite"
@@ -91,7 +92,7 @@ class Store:
                 self.db.row_factory = sqlite3.Row
                 self._check_version()
                 return
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=RedactingConnection)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")

@@ -14,16 +14,21 @@ EXIT_USAGE = 2
 
 
 def guard(fn):
-    """Turn user errors into one line on stderr and exit 2; never a traceback for bad input."""
+    """Turn user errors into one line on stderr and exit 2; never a traceback for bad input. While the
+    command runs, stdout and stderr redact known secrets (advisor.redact): a key echoed by a server, a
+    URL's password or a key pasted as a variable name is printed as ***."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from advisor.errors import AdviseError
+        from advisor.redact import RedactingStream, redact
 
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)
         try:
             return fn(*args, **kwargs)
         except AdviseError as e:
-            click.echo(f"advise: {e.render()}", err=True)
+            click.echo(f"advise: {redact(e.render())}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("advise: interrupted", err=True)
@@ -33,9 +38,16 @@ def guard(fn):
         except Exception as e:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
             if os.environ.get("ADVISE_DEBUG"):
                 raise
-            click.echo(f"advise: internal error: {type(e).__name__}: {e} (set ADVISE_DEBUG=1 for the traceback)",
-                       err=True)
+            click.echo(redact(f"advise: internal error: {type(e).__name__}: {e} (set ADVISE_DEBUG=1 for the "
+                              "traceback)"), err=True)
             sys.exit(70)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            sys.stdout, sys.stderr = out, err
 
     return wrapper
 

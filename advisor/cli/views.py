@@ -1,8 +1,14 @@
 """The terminal summary of an assessment (rich): verdict first, then reasons, blockers, data
-health and the cost table."""
+health and the cost table.
+
+Data (labels, keys, file names, model ids, messages quoting them) is printed as text, never parsed
+as rich markup (a label ``[/oops]`` is shown as is), and terminal escape sequences in it (ANSI CSI
+colours, OSC-8 links, other control characters) are removed first: :func:`plain`.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -11,6 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+# ECMA-48: OSC (ESC ] ... BEL or ST), CSI (ESC [ params intermediates final), other ESC sequences, and
+# C0/C1 control characters but tab and newline
+_ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]"
+                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value, style: str = "") -> Text:
+    """Data as rich Text: no markup is interpreted and terminal escape sequences are removed."""
+    return Text(_ESCAPES.sub("", str(value)), style=style)
 
 
 def _money(v) -> str:
@@ -31,25 +47,27 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
     if rec["also"]:
         head.append(" + " + " + ".join(m.upper() for m in rec["also"]), style="bold green")
     head.append(f"   confidence {rec['confidence']:.2f}", style="bold")
-    con.print(Panel(head, title=f"advise assess: {a['project']['name']}", subtitle=a["project"].get("base_model") or ""))
+    con.print(Panel(head, title=plain(f"advise assess: {a['project']['name']}"),
+                    subtitle=plain(a["project"].get("base_model") or "")))
 
     con.print("[bold]Why[/]")
     for r in rec["reasons"]:
-        con.print(f"  • {r}", highlight=False, markup=False)
+        con.print(plain(f"  • {r}"), highlight=False)
     if rec["blockers"]:
         con.print("[bold red]Blockers: fix before spending money[/]")
         for b in rec["blockers"]:
-            con.print(Text(f"  ✗ {b}", style="red"))
+            con.print(plain(f"  ✗ {b}", "red"))
     if rec["alternatives"]:
         con.print("[bold]Alternatives[/]")
         for alt in rec["alternatives"]:
-            con.print(Text(f"  {alt['method']:<9} ", style="bold").append(Text(alt["why_not"], style="")))
+            con.print(plain(f"  {alt['method']:<9} ", "bold").append(plain(alt["why_not"])))
 
     sig = a.get("signals", {})
     if sig:
-        con.print(f"[bold]Goal[/]  knowledge score {sig['knowledge_score']:.2f} → {sig['leaning']}")
+        con.print(Text("Goal", style="bold").append(plain(f"  knowledge score {sig['knowledge_score']:.2f} → "
+                                                           f"{sig['leaning']}")))
         for s in sig.get("signals", []):
-            con.print(Text(f"  [{s['points_to']}] {s['evidence']}", style="dim" if s["points_to"] == "neutral" else ""))
+            con.print(plain(f"  [{s['points_to']}] {s['evidence']}", "dim" if s["points_to"] == "neutral" else ""))
 
     t = Table(title="Data health", show_lines=False, expand=False)
     t.add_column("file")
@@ -68,17 +86,17 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
         total = tok.get("total")
         total_s = "-" if total is None else f"{total:,}" + (f" ±{tok['total_margin_95']:,}" if tok.get("total_margin_95") else "")
         dup = d["duplicates"]
-        t.add_row(role, str(d.get("format")), f"{d['examples']:,}", str(d["invalid"]), total_s,
-                  f"{_num(per.get('p50'), '{:,.0f}')} / {_num(per.get('max'), '{:,}')}",
-                  f"{dup['exact'] + dup['normalised']} (+{dup['near']} near)")
+        t.add_row(*map(plain, (role, d.get("format"), f"{d['examples']:,}", d["invalid"], total_s,
+                               f"{_num(per.get('p50'), '{:,.0f}')} / {_num(per.get('max'), '{:,}')}",
+                               f"{dup['exact'] + dup['normalised']} (+{dup['near']} near)")))
     con.print(t)
     leak = a["data"].get("leakage")
     if leak:
-        con.print(f"  leakage eval→train: {leak['eval_items_leaked']} items "
-                  f"(exact {leak['exact']}, normalised {leak['normalised']}, {leak.get('ngram_size', 13)}-gram {leak['ngram']})")
+        con.print(plain(f"  leakage eval→train: {leak['eval_items_leaked']} items (exact {leak['exact']}, normalised "
+                        f"{leak['normalised']}, {leak.get('ngram_size', 13)}-gram {leak['ngram']})"))
     tok = (a["data"]["train"] or {}).get("tokens", {})
     if tok.get("method"):
-        con.print(Text(f"  tokens: {tok['method']}", style="dim"))
+        con.print(plain(f"  tokens: {tok['method']}", "dim"))
 
     if a["findings"]:
         ft = Table(title="Findings", expand=False)
@@ -90,8 +108,8 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
         for f in a["findings"][:20]:
             ex = f["examples"][0] if f["examples"] else None
             where = (Path(ex["file"]).name + (f":{ex['line']}" if ex["line"] else "")) if ex else ""
-            ft.add_row(Text(f["severity"], style=SEVERITY_STYLE[f["severity"]]), f["code"], str(f["count"]), where,
-                       f["message"] + (f" ({ex['detail']})" if ex and ex["detail"] else ""))
+            ft.add_row(plain(f["severity"], SEVERITY_STYLE[f["severity"]]), plain(f["code"]), plain(f["count"]),
+                       plain(where), plain(f["message"] + (f" ({ex['detail']})" if ex and ex["detail"] else "")))
         con.print(ft)
 
     est = a.get("estimate") or {}
@@ -103,7 +121,7 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
             hosted = e.get("hosted")
             hosted_s = _money(hosted.get("cost_usd")) if isinstance(hosted, dict) else "-"
             fits = e.get("fits")
-            ct.add_row(
+            ct.add_row(*map(plain, (
                 e["method"] + (" ←" if e["method"] == rec["method"] else ""),
                 _num(e.get("train_tokens"), "{:,.0f}"),
                 _num(e.get("gpu_hours"), "{:,.2f}"),
@@ -112,12 +130,12 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
                 _num(e.get("memory_gb"), "{:,.1f} GB"),
                 "-" if fits is None else ("yes" if fits else "no") + (f" ({e['suggest']})" if e.get("suggest") else ""),
                 hosted_s,
-            )
+            )))
         con.print(ct)
         m = est.get("model", {})
-        con.print(Text(f"  model: {m.get('id')} ~{_num((m.get('parameters') or 0) / 1e9, '{:.2f}')}B parameters "
-                       f"({m.get('source')}); hardware: {(est.get('hardware') or {}).get('description', '-')}",
-                       style="dim"))
+        con.print(plain(f"  model: {m.get('id')} ~{_num((m.get('parameters') or 0) / 1e9, '{:.2f}')}B parameters "
+                        f"({m.get('source')}); hardware: {(est.get('hardware') or {}).get('description', '-')}",
+                        "dim"))
 
 
 def _ci(ci) -> str:
@@ -148,19 +166,19 @@ def print_probe(p: dict, console: Console | None = None) -> None:
         head.append(f"\n{v['disagreement']}")
     console.print(Panel(head, title="advise probe", expand=False))
     dev = p.get("dev") or {}
-    console.print(Text(f"dev split: {dev.get('dev_items')} items carved from train (seed {dev.get('seed')}"
+    console.print(plain(f"dev split: {dev.get('dev_items')} items carved from train (seed {dev.get('seed')}"
                        + (f", grouped by {dev['grouped_by']}" if dev.get("grouped_by") else "") + ")"))
     t = Table(title=f"arms ({metric}, 95% CI)")
     for col in ("arm", "kind", "score", "95% CI", "trained on", "seconds", "cost $"):
         t.add_column(col, justify="right" if col not in ("arm", "kind") else "left")
     for a in p.get("arms") or []:
-        t.add_row(Text(str(a["name"])), a["kind"], "-" if a.get("value") is None else f"{a['value']:.3f}",
+        t.add_row(plain(a["name"]), a["kind"], "-" if a.get("value") is None else f"{a['value']:.3f}",
                   _ci(a.get("ci")), f"{a['train_examples']:,}" if a.get("train_examples") else "",
                   f"{a['seconds']:,.1f}", f"{a.get('cost_usd') or 0:,.2f}")
     console.print(t)
     c = p.get("curve")
     if c:
-        line = Text("learning curve: ")
+        line = plain("learning curve: ")
         if c.get("status") == "fitted":
             for k, pr in c["predictions"].items():
                 line.append(f"{k} ({pr['n']:,} examples) {pr['value']:.3f} {_ci(pr.get('ci'))}  ")
@@ -169,12 +187,12 @@ def print_probe(p: dict, console: Console | None = None) -> None:
             line.append(f"inconclusive: {c.get('why')}", style="yellow")
         console.print(line)
     if p.get("knowledge"):
-        console.print(Text(f"knowledge: {p['knowledge']['reading']}"))
+        console.print(plain(f"knowledge: {p['knowledge']['reading']}"))
     if p.get("rag"):
-        console.print(Text(f"rag: {p['rag']['reading']}"))
+        console.print(plain(f"rag: {p['rag']['reading']}"))
     comp = p.get("compute") or {}
     if comp.get("share") is not None:
-        console.print(Text(f"compute: {comp['probe_train_steps']:,} training steps, {comp['share']:.0%} of the "
+        console.print(plain(f"compute: {comp['probe_train_steps']:,} training steps, {comp['share']:.0%} of the "
                            f"full run's {comp['full_run_steps']:,}"))
     for lim in p.get("limits") or []:
-        console.print(Text(f"limit: {lim}", style="dim"))
+        console.print(plain(f"limit: {lim}", style="dim"))

@@ -1,6 +1,12 @@
 """Reference documents of a project (``docs/``): reading .md/.txt/.html and cutting them into passages.
 
 Passages keep their source file and position so that retrieval (RAG) can cite them.
+
+Every file is confined to the project directory by the rule of data paths
+(:func:`advisor.project.confined`): a symlink under docs/ that resolves outside it (``docs/x.md ->
+/etc/passwd``) is skipped, never read, retrieved or sent to an endpoint, and so is a symlink loop;
+each skip is a finding naming the link when a :class:`~advisor.data.findings.Findings` is given.
+Without ``root`` the files are confined to the docs directory itself (the strictest choice).
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from advisor.data.findings import Findings
 from advisor.data.textnorm import words
 from advisor.errors import AdviseError
+from advisor.project import confined
 
 DOC_SUFFIXES = {".md", ".txt", ".html", ".htm", ".markdown", ".rst"}
 
@@ -60,14 +68,57 @@ def read_doc(path: Path) -> str:
     return text
 
 
-def doc_files(docs_dir: Path) -> list[Path]:
+def doc_files(docs_dir: Path, root: Path | None = None, findings: Findings | None = None) -> list[Path]:
+    """The document files under ``docs_dir`` (symlinks followed while they stay inside ``root``), sorted."""
     if not docs_dir.is_dir():
         raise AdviseError("data.docs is not a directory", file=docs_dir)
-    return sorted(p for p in docs_dir.rglob("*") if p.is_file() and p.suffix.lower() in DOC_SUFFIXES)
+    root = Path(root) if root is not None else docs_dir
+    out: list[Path] = []
+    seen: set[Path] = set()
+    stack = [docs_dir]
+    while stack:
+        d = stack.pop()
+        try:
+            real = confined(root, d, strict=True)
+        except OSError:
+            real = None
+        if real is None or real in seen:
+            continue  # the docs dir itself is confined by data_path; a directory met twice is a cycle
+        seen.add(real)
+        try:
+            entries = sorted(d.iterdir())
+        except OSError:
+            continue
+        for p in entries:
+            try:
+                target = confined(root, p, strict=True)
+            except (OSError, ValueError):
+                if p.is_symlink():
+                    _skip(findings, "doc_symlink_loop", p, "a symlink loop or a dangling link")
+                continue
+            if target is None:
+                _skip(findings, "doc_outside_project", p, f"-> {_link_target(p)}")
+            elif target.is_dir():
+                stack.append(p)
+            elif target.is_file() and p.suffix.lower() in DOC_SUFFIXES:
+                out.append(p)
+    return sorted(out)
 
 
-def load_docs(docs_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(docs_dir)): read_doc(p) for p in doc_files(docs_dir)}
+def _link_target(p: Path) -> str:
+    try:
+        return str(p.readlink()) if p.is_symlink() else str(p.resolve())
+    except OSError:
+        return "?"
+
+
+def _skip(findings: Findings | None, code: str, p: Path, detail: str) -> None:
+    if findings is not None:
+        findings.add(code, str(p), None, detail)
+
+
+def load_docs(docs_dir: Path, root: Path | None = None, findings: Findings | None = None) -> dict[str, str]:
+    return {str(p.relative_to(docs_dir)): read_doc(p) for p in doc_files(docs_dir, root, findings)}
 
 
 def chunk(text: str, words: int = 120, overlap: int = 30) -> list[str]:

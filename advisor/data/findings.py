@@ -23,6 +23,8 @@ CODES: dict[str, tuple[str, str]] = {
     "empty_file": (ERROR, "the file holds no records"),
     "blank_line": (INFO, "blank line, skipped"),
     "invalid_json": (ERROR, "the line is not valid JSON"),
+    "doc_outside_project": (WARNING, "a file under data.docs resolves outside the project directory: not read"),
+    "doc_symlink_loop": (WARNING, "a link under data.docs is a symlink loop or dangles: not read"),
     # the 7 classes of OpenAI's chat-format data-prep checks
     "data_type": (ERROR, "the record is not a JSON object"),
     "missing_messages_list": (ERROR, "chat record without a 'messages' list"),
