@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from advisor.assess.assessment import assess_and_store, inputs_hash
 from advisor.data.dataset import load_project_data
-from advisor.data.docs import load_docs
+from advisor.data.docs import doc_files, load_docs
 from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
 from advisor.methods import NO_TRAINING, estimate_row, plugin_for
@@ -85,7 +85,7 @@ def run_probe(project: Project, options: ProbeOptions | None = None, *, say: Say
     arms_state: dict = state.setdefault("arms", {})
     source = project.data_path("train")
     docs_dir = project.data_path("docs")
-    has_docs = bool(docs_dir and docs_dir.is_dir() and any(p.is_file() for p in docs_dir.rglob("*")))
+    has_docs = bool(docs_dir and docs_dir.is_dir() and doc_files(docs_dir, project.root))
     plugin = _plugin(project, rec, options, data.format) if options.fine_tune else None
     budget_s = options.budget_minutes * 60 if options.budget_minutes else None
     skipped: list[str] = []
@@ -120,7 +120,7 @@ def run_probe(project: Project, options: ProbeOptions | None = None, *, say: Say
     oracle_found = None
     if has_docs:
         run_arm("rag", lambda: evaluate_arm("rag", "rag", base_dir, "base:rag", seed=options.seed))
-        lines, oracle_found = oracle_lines(split.dev, ws._source_lines(source), load_docs(docs_dir))
+        lines, oracle_found = oracle_lines(split.dev, ws._source_lines(source), load_docs(docs_dir, project.root))
         oracle_src = ws.root / "oracle-dev.jsonl"
         if not oracle_src.is_file():
             ws.root.mkdir(parents=True, exist_ok=True)

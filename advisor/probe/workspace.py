@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from advisor.data.docs import doc_files
 from advisor.data.records import Record
 from advisor.project import Project
 
@@ -78,8 +79,11 @@ class Workspace:
                        if hasattr(p.data.format, "value") else p.data.format}
         src_docs = p.data_path("docs")
         if docs and src_docs is not None and src_docs.is_dir():
-            shutil.copytree(src_docs, d / "docs", dirs_exist_ok=True, symlinks=False,
-                            ignore=lambda _dir, names: [n for n in names if n.startswith(".")])
+            # only the files the project's own docs rule admits (links leaving the project are not copied)
+            for f in doc_files(src_docs, p.root):
+                dst = d / "docs" / f.relative_to(src_docs)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dst)
             cfg["data"]["docs"] = "docs/"
         ev = dict(cfg.get("eval") or {})
         ev.pop("gates", None)
