@@ -118,6 +118,21 @@ def main():
     advise run DIR         assess, eval baselines, train, eval tuned, report
     advise gate DIR        CI gate on the stored eval results
     """
+    _sigterm_is_ctrl_c()
+
+
+def _sigterm_is_ctrl_c() -> None:
+    """SIGTERM (a CI job cancelled, `kill PID`, a container stopping) is handled like Ctrl-C: the run in
+    progress is marked interrupted in the store, with the resume hint, instead of staying "running"."""
+    import signal
+
+    def _raise(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        pass
 
 
 @main.command()
