@@ -48,7 +48,6 @@ class CandidateRun:
     cached: int = 0
     computed: int = 0
     model_calls: dict = field(default_factory=dict)
-    loaded: bool = False
     run_id: str | None = None
     metrics: dict[str, dict] = field(default_factory=dict)
     scores: dict[str, list[float | None]] = field(default_factory=dict)
@@ -163,7 +162,7 @@ class Evaluator:
 
     # -- one candidate ---------------------------------------------------------------------------
     def run(self, spec: CandidateSpec, strategy: Strategy, items: list[EvalItem], metrics: list[str], *,
-            suite: str = "task", settings: GenerationSettings | None = None, task_kind: str = "",
+            suite: str = "task", settings: GenerationSettings | None = None,
             display_name: str | None = None) -> CandidateRun:
         settings = settings or self.settings
         fp = self.fingerprint(spec, strategy)
@@ -196,7 +195,6 @@ class Evaluator:
         try:
             if todo or todo_ll:
                 backend = self.backend(spec)
-                run.loaded = True
                 before = dict(backend.calls)
                 strategy.prepare()
                 self._generate(run, backend, strategy, todo, settings, need_ll, task)

@@ -10,7 +10,6 @@ class Progress:
     """A rich progress bar on stderr with items/s (items computed, not read from the cache)."""
 
     def __init__(self, enabled: bool, console=None):
-        self.enabled = enabled
         self._p = None
         self._speed: dict[Any, list] = {}
         self.console = console

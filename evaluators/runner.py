@@ -88,8 +88,8 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         canary_gen = GenerationSettings(max_new_tokens=min(CANARY_MAX_NEW_TOKENS, project.eval.max_new_tokens),
                                         temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed)
         try:
-            runs, canary_runs = _run_all(project, ev, specs, items, metrics, kind, strategy_for, canary_items,
-                                         canary_gen, opts.local_backend)
+            runs, canary_runs = _run_all(project, ev, specs, items, metrics, strategy_for, canary_items, canary_gen,
+                                         opts.local_backend)
         except BaseException:
             ev.close(failed=True)
             raise
@@ -164,7 +164,7 @@ def _metrics(project: Project, kind: str, items: list[EvalItem], specs: list[Can
 
 
 def _run_all(project: Project, ev: Evaluator, specs: list[CandidateSpec], items: list[EvalItem], metrics: list[str],
-             kind: str, strategy_for, canary_items: list[EvalItem], canary_gen: GenerationSettings,
+             strategy_for, canary_items: list[EvalItem], canary_gen: GenerationSettings,
              local_backend: str) -> tuple[list[CandidateRun], list[CandidateRun]]:
     """Every candidate, one model at a time: every candidate (and the canary) on a model, then release it."""
     runs: list[CandidateRun] = []
@@ -182,7 +182,7 @@ def _run_all(project: Project, ev: Evaluator, specs: list[CandidateSpec], items:
     for group in groups.values():
         for spec in group:
             if spec in specs:  # else only here for the canary
-                runs.append(ev.run(spec, strategy_for(spec), items, metrics, task_kind=kind))
+                runs.append(ev.run(spec, strategy_for(spec), items, metrics))
         head = group[0]
         if canary_items and head.backend in (*LOCAL_GENERATIVE, "openai"):
             cspec = CandidateSpec(**{**head.__dict__, "strategy": "zero-shot"})
