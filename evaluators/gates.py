@@ -13,7 +13,9 @@ A gate checks the stored eval results of a candidate (normally the tuned model):
 * **items** — item-level rules, e.g. ``items: [{tag: safety, no_worse: true}]``: no item carrying the
   tag may score lower than under the baseline.
 
-Everything here works on plain stored results (:class:`RunView`); no model is called.
+:func:`check_project` is the one project-level check (``advise gate`` and the report both call it): the
+project's gates, its stored results and the eval items' tags. Everything but its ``evaluate_first``
+works on plain stored results (:class:`RunView`); no model is called.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.data.dataset import item_hash, load_project_data
 from advisor.errors import AdviseError
+from advisor.project import Project
+from advisor.store import Store
+from evaluators.items import make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
+from evaluators.results import stored_results
+from evaluators.runner import run_eval
 from evaluators.stats import compare, is_binary, min_detectable_effect
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
@@ -31,6 +39,10 @@ _OPS = {">=": lambda x, t: x >= t, ">": lambda x, t: x > t, "<=": lambda x, t: x
 _EXPR = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
 DEFAULT_MARGIN = 0.0
 DEFAULT_BASELINE = "base:zero-shot"
+
+
+class NothingToGate(AdviseError):
+    """The project has no gates, or its stored results no candidate to gate (the report shows none)."""
 
 
 @dataclass
@@ -259,7 +271,7 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
     reference of regression, canary and item gates. Returns the result document (``status`` pass/fail)."""
     if candidate not in runs:
         raise AdviseError(f"no stored eval results for candidate '{candidate}' (have: {', '.join(sorted(runs)) or 'none'}); "
-                          "run advise eval, or advise gate --eval")
+                          "run advise eval")
     cand = runs[candidate]
     results = []
     for g in gates:
@@ -364,3 +376,65 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
                 v.canary_ids = cids
     # canary scores are aligned on canary items, not eval items: give canary gates their own ids
     return views
+
+
+def item_tags(project: Project) -> dict[str, list[str]]:
+    """item hash -> tags (an eval record's ``tags`` key), for item-level gates."""
+    out = {}
+    for rec in load_project_data(project).eval:
+        t = (rec.extra or {}).get("tags")
+        if t:
+            out[item_hash(rec)] = [str(x) for x in (t if isinstance(t, list) else [t])]
+    return out
+
+
+def _no_results(project: Project, store: Store) -> AdviseError:
+    """Why the store holds no eval results for the current eval set, as an error."""
+    newest = store.latest_run("eval_summary")
+    why = ""
+    if newest and newest.get("result"):
+        n_now = len(make_items(load_project_data(project).eval, project.eval.max_items))
+        n_then = newest["result"].get("items")
+        why = (f" (the newest stored eval covers {n_then} items, an eval of part of the set, and the eval set "
+               f"has {n_now}: gates need the whole set)" if n_then != n_now else
+               " (the stored evals are of other eval data or another base model)")
+    return AdviseError(f"no stored eval results for the current eval data{why}: run advise eval", file=store.path)
+
+
+def check_project(project: Project, store: Store, *, candidate: str | None = None, baseline: str | None = None,
+                  summary: dict | None = None, evaluate_first: bool = False, progress: bool = False,
+                  command: str | None = None) -> dict:
+    """Check the project's ``eval.gates`` against its stored eval results, item tags included.
+
+    ``candidate``: the gated candidate (default: the newest tuned one); ``baseline``: the default
+    reference of regression, canary and item gates. ``summary``: the stored results when the caller
+    has them already (else :func:`~evaluators.results.stored_results`); ``evaluate_first``: run the
+    eval when the store has none. ``command``: record the check in the store as a ``gate`` run.
+    Returns :func:`evaluate_gates`' result; raises :class:`AdviseError` for anything that keeps the
+    gates from being checked (no gates, no results, an unknown candidate or baseline).
+    """
+    gates = parse_gates(project.eval.gates, file=str(project.project_file), line_of=project.key_line)
+    if not gates:
+        raise NothingToGate("no gates: add eval.gates to project.yaml (see docs/ci.md)", file=project.project_file)
+    summary = summary or stored_results(project, store)
+    if summary is None:
+        if not evaluate_first:
+            raise _no_results(project, store)
+        summary = run_eval(project, store=store, progress=progress)
+    views = load_views(store, summary, item_tags(project))
+    for role, name in (("baseline", baseline), ("candidate", candidate)):
+        if name is not None and name not in views:
+            raise AdviseError(f"{role} {name}: no stored eval results for it (have: {', '.join(sorted(views))})",
+                              file=store.path)
+    if candidate is None:
+        tuned = [n for n in views if n.startswith("tuned:")]
+        if not tuned:
+            raise NothingToGate("the stored eval results have no tuned candidate: train first, or name the candidate "
+                              f"to gate (have: {', '.join(sorted(views))})", file=store.path)
+        candidate = tuned[0]
+    result = evaluate_gates(gates, views, candidate, baseline)
+    if command is not None:
+        run = store.start_run("gate", name=candidate, config={"gates": project.eval.gates, "baseline": baseline},
+                              inputs_hash=summary.get("data", {}).get("hash"), command=command)
+        store.finish_run(run, "done", result)
+    return result

@@ -299,7 +299,8 @@ def test_missing_api_key_variable_and_bad_url_exit_2(project, monkeypatch):
 
 
 def test_llm_judge_single_and_pairwise_in_both_orders(project, server):
-    from evaluators.runner import make_judge, run_eval
+    from evaluators.candidates import make_judge
+    from evaluators.runner import run_eval
 
     root, _ = project
     p = load_project(root)
@@ -323,7 +324,8 @@ def test_llm_judge_single_and_pairwise_in_both_orders(project, server):
 
 
 def test_position_biased_judge_cancels_out(project, server):
-    from evaluators.runner import make_judge, run_eval
+    from evaluators.candidates import make_judge
+    from evaluators.runner import run_eval
 
     root, _ = project
     server.judge = "biased"

@@ -108,7 +108,7 @@ def test_cached_rerun_imports_no_model_library(evaluated):
 
 
 def test_runs_are_stored_with_per_item_scores(evaluated):
-    from evaluators.runner import stored_results
+    from evaluators.results import stored_results
 
     root, out, second = evaluated
     project = load_project(root)
@@ -148,33 +148,45 @@ class Stop(Exception):
 
 
 def test_interrupted_eval_resumes_without_recomputing(tiny_project):
+    from dataclasses import replace
+
+    from evaluators.options import EvalOptions
     from evaluators.runner import run_eval
 
     project = load_project(tiny_project)
+    opts = EvalOptions(candidates=["base:zero-shot"], max_items=32, batch_size=8, canary=None)
 
     def stop_after_two(candidate, batches, items):
         if batches == 2:
             raise Stop
 
     with pytest.raises(Stop):
-        run_eval(project, candidates=["base:zero-shot"], max_items=32, batch_size=8, canary=None,
-                 on_batch=stop_after_two)
+        run_eval(project, opts, on_batch=stop_after_two)
     store = Store.for_project(project)
     try:
         assert store.latest_run("eval", name="base:zero-shot", status=None)["status"] == "failed"
     finally:
         store.close()
-    resumed = run_eval(project, candidates=["base:zero-shot"], max_items=32, batch_size=8, canary=None)
+    resumed = run_eval(project, opts)
     (run,) = resumed["runs"]
     assert (run["cached"], run["computed"]) == (16, 16)
     assert run["model_calls"]["items"] == 16 and run["model_calls"]["generate"] == 2
-    again = run_eval(project, candidates=["base:zero-shot"], max_items=32, batch_size=8, canary=None)
+    again = run_eval(project, opts)
     assert again["runs"][0]["computed"] == 0 and again["runs"][0]["model_calls"] == {}
     assert again["runs"][0]["metrics"] == run["metrics"]
-    # --no-cache answers everything again
-    fresh = run_eval(project, candidates=["base:zero-shot"], max_items=32, batch_size=16, canary=None,
-                     use_cache=False)
+    # without the cache everything is answered again (a keyword setting overrides the options)
+    fresh = run_eval(project, replace(opts, batch_size=16), use_cache=False)
     assert fresh["runs"][0]["computed"] == 32
+
+
+def test_eval_options_are_checked_when_made():
+    from evaluators.options import EvalOptions, default, help_of
+
+    with pytest.raises(AdviseError, match="an endpoint needs the name of the model it serves"):
+        EvalOptions(endpoint="http://127.0.0.1:9/v1")
+    with pytest.raises(AdviseError, match="unknown local backend 'onnx'"):
+        EvalOptions(local_backend="onnx")
+    assert EvalOptions().batch_size == default("batch_size") == 16 and "batch" in help_of("batch_size")
 
 
 def test_keyboard_interrupt_marks_the_run_interrupted(tiny_project):
@@ -244,7 +256,7 @@ def test_tuned_runs_are_candidates(tmp_path, tiny_model_dir):
     # a run tuned from a model this project made (DPO from its SFT model, under .advise/) is a candidate
     import shutil
 
-    from evaluators.runner import tuned_runs
+    from evaluators.candidates import tuned_runs
 
     sft_dir = root / ".advise" / "runs" / "sft-1" / "artifact"
     shutil.copytree(tiny_model_dir, sft_dir)
@@ -487,7 +499,7 @@ def test_few_shot_picks_similar_examples_and_never_the_item_itself():
 
 def test_task_kind_detection():
     from advisor.data.records import Record
-    from evaluators.runner import detect_task_kind
+    from evaluators.task import detect_task_kind
 
     def recs(outputs):
         return [Record(i, "chat", [{"role": "user", "content": f"q{i}"}], o, f"q{i}") for i, o in enumerate(outputs)]

@@ -129,7 +129,7 @@ def test_fail_on_regression_is_significant_not_a_dip(evaluated):
 def test_regression_gate_on_a_corpus_level_metric_uses_the_stored_paired_bootstrap(evaluated):
     """macro_f1 has no per-item scores: the gate reads the eval's paired comparison (docs/ci.md's example)."""
     from advisor.project import load_project
-    from evaluators.runner import stored_results
+    from evaluators.results import stored_results
 
     summary = stored_results(load_project(evaluated))
     comp = next(c for c in summary["comparisons"] if (c["a"], c["b"]) == (BASE, ORACLE))["metrics"]["macro_f1"]
@@ -161,10 +161,10 @@ def test_underpowered_gate_warns_but_passes(evaluated):
 @pytest.mark.parametrize("gates,args,msg", [
     ({"acuracy": ">= 0.8"}, [], "eval.gates.acuracy: unknown metric 'acuracy'"),
     ({"accuracy": {"no_regression": True}}, ["--candidate", ORACLE, "--baseline", "base:rag"],
-     "--baseline base:rag: no stored eval results for it"),
-    ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "--candidate tuned:nothing: no stored eval results"),
+     "baseline base:rag: no stored eval results for it"),
+    ({"accuracy": ">= 0.8"}, ["--candidate", "tuned:nothing"], "candidate tuned:nothing: no stored eval results"),
     ({"accuracy": ">= 0.8"}, ["--candidate", ORACLE, "--baseline", "nope"],
-     "--baseline nope: no stored eval results for it (have: base:zero-shot, endpoint:oracle:few-shot"),
+     "baseline nope: no stored eval results for it (have: base:zero-shot, endpoint:oracle:few-shot"),
     ({"accuracy": ">= 0.8"}, [], "the stored eval results have no tuned candidate"),
     ({"accuracy": {"no_regression": {"margin": "abc"}}}, ["--candidate", ORACLE],
      "eval.gates.accuracy.no_regression.margin: expected a number, got 'abc'"),
@@ -233,7 +233,7 @@ def test_a_later_eval_of_some_candidates_keeps_the_others_in_view(evaluated, tmp
     assert ev.exit_code == 0, ev.stderr
     with_gates(part, {"accuracy": ">= 0.5"})
     r = gate(part, "--candidate", BASE)
-    assert r.exit_code == 2 and "the newest stored eval covers 3 items, a --max-items run, and the eval set has " \
+    assert r.exit_code == 2 and "the newest stored eval covers 3 items, an eval of part of the set, and the eval set has " \
                                 "100" in r.stderr, r.stderr
 
 
@@ -266,3 +266,41 @@ def test_the_any_ci_recipe_from_the_docs(evaluated, tmp_path):
     with_gates(evaluated, {"accuracy": ">= 0.99"})
     bad = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "gates failed" in bad.stdout and (tmp_path / "gate.md").is_file()
+
+
+def test_an_item_tag_gate_fails_alike_in_advise_gate_and_in_the_report(evaluated, oracle_url, tiny_model_dir,
+                                                                        tmp_path):
+    """One project-level gate check: `advise gate` and the report's data (collect) read the same item tags, so
+    an items rule that fails the build shows failed, with the same detail, in the report."""
+    import shutil
+
+    from advisor.project import load_project
+    from advisor.report.collect import collect
+    from advisor.store import Store
+
+    root = tmp_path / "tagged"
+    shutil.copytree(evaluated, root)
+    art = eval_fixtures.make_classifier_artifact(tiny_model_dir, tmp_path / "clf")
+    eval_fixtures.register_train_run(root, "classifier", art, tiny_model_dir)
+    ev = CliRunner().invoke(main, ["eval", str(root), "--strategy", "zero-shot", "--endpoint", oracle_url,
+                                   "--endpoint-model", "oracle", "--candidate", ORACLE, "--candidate", "tuned:classifier",
+                                   "--canary", "none", "--json"])
+    assert ev.exit_code == 0, ev.stderr
+    eval_file = root / "data" / "eval.jsonl"
+    rows = [json.loads(line) for line in eval_file.read_text().splitlines() if line.strip()]
+    eval_file.write_text("".join(json.dumps({**r, "tags": ["safety"] if k % 2 == 0 else ["billing"]}) + "\n"
+                                 for k, r in enumerate(rows)))
+    with_gates(root, {"items": [{"tag": "safety", "no_worse": True, "metric": "accuracy", "baseline": ORACLE}]})
+    r = gate(root, "--json")
+    assert r.exit_code == 1, r.output
+    cli = json.loads(r.stdout)
+    (g,) = cli["gates"]
+    assert cli["candidate"] == "tuned:classifier" and g["status"] == "fail" and g["items"] == 50
+    assert g["observed"] > 0 and g["message"].startswith(f"{g['observed']} of 50 items tagged 'safety' got worse")
+    project = load_project(root)
+    with Store.for_project(project, read_only=True) as store:
+        report = collect(project, store)["gate"]
+    assert report["status"] == "fail" and report["candidate"] == "tuned:classifier"
+    (rg,) = report["gates"]
+    assert {k: rg[k] for k in ("status", "message", "observed", "items", "worse_items")} == \
+           {k: g[k] for k in ("status", "message", "observed", "items", "worse_items")}

@@ -132,7 +132,7 @@ def test_the_source_keeps_its_layers():
 
 @pytest.mark.parametrize("offender, line", [
     ("advisor/errors.py", "from evaluators.stats import compare\n"),
-    ("evaluators/stats.py", "from trainers import TrainerPlugin\n"),
+    ("evaluators/stats/paired.py", "from trainers import TrainerPlugin\n"),
     ("trainers/plugins/lora.py", "from advisor.store import Store\n"),
     ("advisor/assess/decide.py", "from advisor.cli.views import print_assessment\n"),
     ("evaluators/gates.py", "def f():\n    from advisor.store import Store\n"),

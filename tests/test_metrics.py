@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values on small fixtures (evaluators/metrics.py)."""
+"""Metrics against hand-computed values on small fixtures (evaluators/metrics/)."""
 
 from __future__ import annotations
 
@@ -367,7 +367,9 @@ class _FakeEncoder:
 
 
 def test_embedding_similarity_logic(monkeypatch):
-    monkeypatch.setattr(M, "_load_embedding_model", lambda path, device: _FakeEncoder())
+    from evaluators.metrics import embedding
+
+    monkeypatch.setattr(embedding, "_load_embedding_model", lambda path, device: _FakeEncoder())
     emb = get_metric("embedding_similarity")
     assert emb.score("abc", ["cab"]) == pytest.approx(1.0)  # same letters
     # "ab" vs "ac": (1,1,0).(1,0,1) / 2 = 0.5; best over ["zz", "ac"] is 0.5

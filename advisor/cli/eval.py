@@ -15,7 +15,10 @@ import click
 from advisor.cli.main import guard, project_arg
 from advisor.errors import AdviseError
 from advisor.project import load_project
-from evaluators.runner import make_judge, run_eval
+from evaluators import options
+from evaluators.candidates import LOCAL_BACKENDS, make_judge
+from evaluators.options import EvalOptions
+from evaluators.runner import run_eval
 from evaluators.strategies import RETRIEVERS, STRATEGIES
 
 
@@ -100,47 +103,41 @@ def print_eval(result: dict, console=None) -> None:
                   f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")
 
 
+def _opt(*decls: str, setting: str, **kw):
+    """A click option whose default and help are those of the eval setting ``setting`` (EvalOptions)."""
+    return click.option(*decls, default=options.default(setting), help=options.help_of(setting), **kw)
+
+
 @click.command("eval")
 @project_arg
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see the contract) on stdout.")
 @click.option("--candidate", "candidates", multiple=True, metavar="NAME",
-              help="Evaluate only these candidates (repeatable; shell patterns such as 'tuned:*').")
+              help=options.help_of("candidates") + " Repeatable.")
 @click.option("--strategy", "strategies", multiple=True, type=click.Choice(STRATEGIES),
-              help="Prompt strategies to run (repeatable; default: zero-shot, few-shot, and rag when the project has docs).")
-@click.option("--endpoint", default=None, metavar="URL",
-              help="An OpenAI-compatible server (vLLM, TGI, hosted), e.g. http://localhost:8000/v1.")
-@click.option("--endpoint-model", default=None, metavar="NAME", help="The model name the endpoint serves.")
-@click.option("--api-key-env", default=None, metavar="VAR",
-              help="Environment variable holding the endpoint's API key (the key itself is never stored).")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 256),
-              help="Requests in flight at once to an endpoint.")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              help="Seconds per endpoint request.")
-@click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 20),
-              help="Retries of an endpoint request on 429, 5xx and connection errors (exponential backoff).")
-@click.option("--max-items", type=click.IntRange(min=1), default=None, help="Evaluate at most N eval items.")
+              help=options.help_of("strategies") + " Repeatable.")
+@_opt("--endpoint", setting="endpoint", metavar="URL")
+@_opt("--endpoint-model", setting="endpoint_model", metavar="NAME")
+@_opt("--api-key-env", setting="api_key_env", metavar="VAR")
+@_opt("--concurrency", setting="concurrency", show_default=True, type=click.IntRange(1, 256))
+@_opt("--timeout", setting="timeout", show_default=True, type=click.FloatRange(0.1, 3600))
+@_opt("--retries", "max_retries", setting="max_retries", show_default=True, type=click.IntRange(0, 20))
+@_opt("--max-items", setting="max_items", type=click.IntRange(min=1))
 @click.option("--no-cache", is_flag=True, help="Answer every item again (the new answers replace the cached ones).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling (with --temperature > 0).")
-@click.option("--temperature", type=click.FloatRange(0, 5), default=0.0, show_default=True,
-              help="0 is greedy decoding; above 0 samples, seeded by --seed.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
-              help="Prompts per local generation batch.")
-@click.option("--retriever", type=click.Choice(RETRIEVERS), default="embedding", show_default=True,
-              help="How few-shot examples and RAG passages are found.")
-@click.option("--canary", default="shipped", show_default=True, metavar="shipped|none|FILE",
-              help="Forgetting check: the shipped general-capability canary set, none, or your own JSONL file.")
+@_opt("--seed", setting="seed", type=int, show_default=True)
+@_opt("--temperature", setting="temperature", type=click.FloatRange(0, 5), show_default=True)
+@_opt("--batch-size", setting="batch_size", type=click.IntRange(1, 1024), show_default=True)
+@_opt("--retriever", setting="retriever", type=click.Choice(RETRIEVERS), show_default=True)
+@_opt("--canary", setting="canary", show_default=True, metavar="shipped|none|FILE")
 @click.option("--judge-model", default=None, metavar="NAME",
               help="LLM-as-judge: a model served by --judge-endpoint, or a local model id/directory.")
 @click.option("--judge-endpoint", default=None, metavar="URL", help="OpenAI-compatible server of the judge model.")
 @click.option("--judge-api-key-env", default=None, metavar="VAR", help="Environment variable with the judge's API key.")
-@click.option("--local-backend", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
-              help="Engine for local models: transformers, or vLLM's offline engine (needs `pip install vllm`).")
-@click.option("--trust-remote-code", is_flag=True,
-              help="Allow model repositories to run their own Python code (off by default).")
+@_opt("--local-backend", setting="local_backend", type=click.Choice(LOCAL_BACKENDS), show_default=True)
+@click.option("--trust-remote-code", is_flag=True, help=options.help_of("trust_remote_code"))
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @guard
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
-             concurrency, timeout, retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
+             concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
              judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress):
     """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
     PROJECT_DIR, with 95% confidence intervals and paired comparisons.
@@ -152,10 +149,16 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
     """
     from rich.console import Console
 
-
     project = load_project(project_dir)
     if endpoint_model and not endpoint:
         raise AdviseError("--endpoint-model needs --endpoint URL")
+    if endpoint and not endpoint_model:
+        raise AdviseError("--endpoint needs --endpoint-model NAME (the model name the server serves)")
+    if judge_endpoint and not judge_model:
+        raise AdviseError("a judge needs a model: --judge-model NAME (with --judge-endpoint URL for a server)")
+    if not (judge_model or judge_endpoint) and {"judge_score", "judge_pairwise"} & set(project.eval.metrics or []):
+        raise AdviseError("eval.metrics asks for an LLM judge: give one with --judge-model NAME "
+                          "(and --judge-endpoint URL for a served model)", file=project.project_file)
     canary_arg = None if canary.lower() == "none" else canary
     if canary_arg not in (None, "shipped"):
         p = Path(canary_arg)
@@ -165,16 +168,16 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
             raise AdviseError("canary file not found", file=p)
         canary_arg = str(p)
     judge = None
-    if judge_model or judge_endpoint:
+    if judge_model:
         judge = make_judge(project, endpoint=judge_endpoint, model=judge_model, api_key_env=judge_api_key_env,
                            trust_remote_code=trust_remote_code, concurrency=concurrency, timeout=max(timeout, 120))
-    err = Console(stderr=True)
-    result = run_eval(project, candidates=list(candidates) or None, strategies=list(strategies) or None,
-                      endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                      concurrency=concurrency, timeout=timeout, max_retries=retries, max_items=max_items, use_cache=not no_cache,
-                      seed=seed, temperature=temperature, batch_size=batch_size, retriever=retriever,
-                      canary=canary_arg, judge=judge, trust_remote_code=trust_remote_code,
-                      progress=not no_progress, console=err, local_backend=local_backend)
+    opts = EvalOptions(candidates=list(candidates) or None, strategies=list(strategies) or None, endpoint=endpoint,
+                       endpoint_model=endpoint_model, api_key_env=api_key_env, concurrency=concurrency,
+                       timeout=timeout, max_retries=max_retries, max_items=max_items, use_cache=not no_cache,
+                       seed=seed, temperature=temperature, batch_size=batch_size, retriever=retriever,
+                       canary=canary_arg, local_backend=local_backend, trust_remote_code=trust_remote_code,
+                       progress=not no_progress)
+    result = run_eval(project, opts, judge=judge, console=Console(stderr=True))
     for w in result.get("warnings", []):
         click.echo(f"advise: warning: {w}", err=True)
     if as_json:

@@ -10,8 +10,8 @@ from advisor.errors import AdviseError
 from advisor.methods import estimate_row
 from advisor.project import Project
 from advisor.store import Store
-from evaluators.gates import evaluate_gates, load_views, parse_gates
-from evaluators.runner import stored_results
+from evaluators.gates import NothingToGate, check_project
+from evaluators.results import stored_results
 
 
 def _current_assessment(project: Project, store: Store) -> tuple[dict | None, bool]:
@@ -46,15 +46,14 @@ def _canary(ev: dict) -> dict | None:
 
 
 def _gate(project: Project, store: Store, ev: dict) -> dict | None:
+    """The gates as ``advise gate`` checks them (the newest tuned candidate), or None when there is
+    nothing to gate; a gate that cannot be checked shows as an error."""
     if not project.eval.gates or not ev:
         return None
-
     try:
-        views = load_views(store, ev)
-        tuned = [n for n in views if n.startswith("tuned:")]
-        if not tuned:
-            return None
-        return evaluate_gates(parse_gates(project.eval.gates, file=str(project.project_file), line_of=project.key_line), views, tuned[0])
+        return check_project(project, store, summary=ev)
+    except NothingToGate:
+        return None
     except AdviseError as e:
         return {"status": "error", "gates": [{"gate": "gates", "status": "fail", "message": e.render()}]}
 
