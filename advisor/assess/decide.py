@@ -8,6 +8,7 @@ the margin over the runner-up sets the confidence.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from advisor.methods import METHODS
@@ -26,6 +27,7 @@ class Facts:
     eval_examples: int | None
     leaked_eval: int = 0
     leak_detail: str = ""
+    leak: dict | None = None  # the data.leakage block (kinds, distinct texts, groups, templates)
     mixed_formats: bool = False
     duplicate_share: float = 0.0
     knowledge_score: float = 0.5
@@ -186,6 +188,10 @@ def decide(f: Facts, rubric: dict) -> dict:
         alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
 
     blockers = _blockers(f, method, b, on_cpu)
+    warnings = []
+    leak_text = _leak_text(f, method, b)
+    if leak_text and not leak_text[0]:
+        warnings.append(leak_text[1])
     return {
         "method": method,
         "variant": "qlora" if method == "lora" and f.estimates.get("lora", {}).get("suggest") == "qlora" else (
@@ -195,6 +201,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         "reasons": reasons,
         "alternatives": alternatives,
         "blockers": blockers,
+        "warnings": warnings,
         "scores": {m: round(s, 2) for m, s in b.score.items()},
         "rules_fired": b.fired,
     }
@@ -224,11 +231,76 @@ def _why_not(m: str, f: Facts, b: _Board) -> str:
     return "fewer points"
 
 
+def leak_severity(leaked: int, n_eval: int, rubric: dict) -> dict:
+    """Whether leaked eval records could move the primary metric by more than its 95% CI half-width.
+
+    ``blocker_share``: z*sqrt(p(1-p)/n) on n eval records (at least the rubric's floor
+    ``max_leaked_eval_share``); ``severity``: blocker above it, warning below, none without leakage.
+    """
+    th = lambda k: value(rubric, "thresholds", k)  # noqa: E731
+    if not n_eval:
+        return {"severity": "none", "blocker_share": None}
+    p = th("leak_blocker_metric_p")
+    half = th("leak_blocker_ci_z") * math.sqrt(p * (1 - p) / n_eval)
+    limit = max(th("max_leaked_eval_share"), half)
+    share = leaked / n_eval
+    sev = "none" if not leaked else ("blocker" if share > limit else "warning")
+    return {"severity": sev, "blocker_share": round(limit, 4), "ci_half_width": round(half, 4)}
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
+def _leak_text(f: Facts, method: str, b: _Board) -> tuple[bool, str] | None:
+    """(is a blocker, text) about eval records that leak into train, with a remedy that fits the case."""
+    n_eval, leaked = f.eval_examples or 0, f.leaked_eval
+    lk = f.leak or {}
+    if not n_eval or (not leaked and not lk.get("template")):
+        return None
+    sev = leak_severity(leaked, n_eval, b.r)
+    if not leaked:  # template overlap only
+        ex = lk.get("template_example")
+        return False, (f"{lk['template']} of {n_eval} eval records share only template phrasing with train"
+                       + (f" (e.g. '{ex}')" if ex else "") + ": a shared template, not leakage; if the eval "
+                       "should test unseen templates, re-split train and eval by template")
+    distinct = lk.get("distinct_texts_leaked", leaked)
+    kinds = ", ".join(f"{k.replace('_', ' ')} {lk[k]}" for k in ("exact", "normalised", "output", "ngram")
+                      if lk.get(k)) or f.leak_detail
+    copies = f" ({distinct} distinct texts)" if distinct != leaked else ""
+    share, limit = leaked / n_eval, sev["blocker_share"]
+    head = (f"{leaked} of {n_eval} eval records{copies} also appear in train ({kinds}; "
+            f"{share:.1%} of the eval set")
+    if sev["severity"] == "blocker":
+        head += (f", more than the {limit:.1%} half-width of the metric's 95% confidence interval on {n_eval} "
+                 f"records ({b.src('ci95')}): they could move the primary metric by more than its uncertainty)")
+    else:
+        head += (f", within the {limit:.1%} half-width of the metric's 95% confidence interval on {n_eval} "
+                 f"records ({b.src('ci95')}): a warning, not a blocker)")
+    groups = lk.get("groups")
+    if method in ("prompting", "rag"):
+        remedy = ("for prompting and RAG, leakage matters where train records become few-shot examples: keep "
+                  f"{_n(lk.get('train_records_involved', leaked), 'train record')} that match eval records out of "
+                  "the few-shot pool (the eval file stays as it is)")
+    elif groups and groups.get("eval_records"):
+        remedy = (f"{groups['eval_records']} eval records share a `{groups['field']}` with train "
+                  f"({groups['groups']} groups): re-split train by `{groups['field']}` so each group is on one "
+                  "side, keeping the eval file fixed")
+    elif lk.get("template"):
+        remedy = (f"remove the matching {_n(lk.get('train_records_involved', leaked), 'record')} from train (the "
+                  f"eval file stays fixed); {_n(lk['template'], 'more eval record')} share only a template with "
+                  "train (not leakage)")
+    else:
+        remedy = (f"remove the matching {_n(lk.get('train_records_involved', leaked), 'record')} from train, "
+                  "keeping the eval file fixed so scores stay comparable (see the leakage findings for the lines)")
+    return sev["severity"] == "blocker", f"{head}; {remedy}"
+
+
 def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
     out = []
-    if f.eval_examples and f.leaked_eval / f.eval_examples > b.th("max_leaked_eval_share"):
-        out.append(f"{f.leaked_eval} of {f.eval_examples} eval examples also appear in train ({f.leak_detail}): "
-                   "scores on them would be inflated; remove them from the eval file")
+    leak_text = _leak_text(f, method, b)
+    if leak_text and leak_text[0]:
+        out.append(leak_text[1])
     total = f.train_examples + f.train_invalid
     if total and f.train_invalid / total > b.th("max_invalid_share"):
         out.append(f"{f.train_invalid} of {total} train records are invalid "

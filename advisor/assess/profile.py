@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.assess.dedup import LeakageIndex, NearDuplicates
+from advisor.assess.dedup import NearDuplicates
+from advisor.assess.leakage import LeakageIndex, record_groups
 from advisor.assess.outputs import OutputStats
 from advisor.assess.tokens import TokenCounter
 from advisor.data.findings import Findings
@@ -244,6 +245,7 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
     leakage, context = job.leakage, job.context
     check_train = leakage.check_train if leakage is not None and job.role != "eval" else None
     add_eval = leakage.add_eval if leakage is not None and job.role == "eval" else None
+    groups = leakage.group_fields if leakage is not None else ()
     lines, hs, hns, hks, hos = array("q"), array("q"), array("q"), array("q"), array("q")
     preference = array("b")
     offsets: list[int] | None = None if sole else []
@@ -281,9 +283,9 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
         add_ho(hash(nout))
         near_add(line, nkey + " | " + nout)
         if check_train is not None:
-            check_train(line, key, output, nkey, key_id, nkey_id)
+            check_train(line, key, output, nkey, key_id, nkey_id, nout, record_groups(rec.extra, groups))
         elif add_eval is not None:
-            add_eval(line, key, output, nkey, key_id, nkey_id)
+            add_eval(line, key, output, nkey, key_id, nkey_id, nout, record_groups(rec.extra, groups))
         if tok is not None:
             tok.add(rec)
         else:

@@ -62,6 +62,9 @@ CODES: dict[str, tuple[str, str]] = {
     "leakage_exact": (WARNING, "an eval record also appears in train"),
     "leakage_normalised": (WARNING, "an eval input equals a train input after normalising"),
     "leakage_ngram": (WARNING, "most 13-grams of an eval record occur in train (lm-eval-harness decontamination)"),
+    "leakage_output": (WARNING, "an eval output occurs in train under another input"),
+    "leakage_template": (INFO, "an eval record shares only boilerplate (a template, a skeleton) with train"),
+    "eval_group_in_train": (INFO, "an eval record's group (document, conversation) also has records in train"),
     # outputs
     "label_imbalance": (WARNING, "label classes are strongly imbalanced"),
     "rare_label": (WARNING, "a label has very few examples"),
