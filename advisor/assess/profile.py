@@ -278,10 +278,17 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
                 norm_out[output] = nout
         add_line(line)
         add_h(hash((key_id, output, rejected)))
-        add_hn(hash((nkey_id, nout)))
         add_hk(hash(nkey_id))
         add_ho(hash(nout))
-        near_add(line, nkey + " | " + nout)
+        if rejected is None:
+            add_hn(hash((nkey_id, nout)))
+            near_add(line, nkey + " | " + nout)
+        else:  # a preference pair is the whole record: the same prompt with another pair is another example
+            nrej = normalise(rejected)
+            add_hn(hash((nkey_id, nout, nrej)))
+            # and near-duplicates compare all of it, each part cut alike, not a prefix filled by a long prompt
+            part = near.max_chars // 3
+            near_add(line, nkey[-part:] + " | " + nout[:part] + " | " + nrej[:part])
         if check_train is not None:
             check_train(line, key, output, nkey, key_id, nkey_id, nout, record_groups(rec.extra, groups))
         elif add_eval is not None:
@@ -514,6 +521,12 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
     for i, a in zip(lines[conflict].tolist(), lines[first_k[conflict]].tolist(), strict=True):
         findings.add("conflicting_outputs", display, i, f"input also at line {a} with another output")
     duplicate_lines = set(lines[dup_exact].tolist()) | set(lines[dup_norm].tolist())
+    several = None
+    if pref.any():  # several pairs for one prompt are normal preference data: counted, not duplicates
+        _, per_prompt = np.unique(hk[pref], return_counts=True)
+        multi = per_prompt[per_prompt > 1]
+        several = {"prompts": int(len(per_prompt)), "prompts_with_several_pairs": int(len(multi)),
+                   "pairs_in_them": int(multi.sum()), "max_pairs_per_prompt": int(per_prompt.max())}
 
     near = job.near()
     unique = rest[~is_dup_n]
@@ -571,6 +584,7 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
         summary["preference"] = {
             "pairs": stats.examples,
             "chosen_to_rejected_length": round(chosen_len / rejected_len, 3) if rejected_len else None,
+            **(several or {}),
             "prompt_kinds": stats.prompt_kinds,
         }
     label_set = set(out_summary["labels"]["counts"]) if out_summary.get("labels") else None
