@@ -24,7 +24,7 @@ def test_knowledge_that_changes_means_rag_and_lora_stacks_with_enough_data():
     d = decide(facts(knowledge_score=0.8, has_docs=True, facts_change="weekly", needs_citations=True), R)
     assert d["method"] == "rag"
     assert d["also"] == []  # knowledge leaning gives lora no positive score
-    d = decide(facts(train_examples=3000, knowledge_score=0.56, has_docs=True, label_like=True), R)
+    d = decide(facts(train_examples=3000, knowledge_score=0.66, has_docs=True, label_like=True), R)
     assert d["method"] == "rag" and d["also"] == ["lora"]
 
 

@@ -195,6 +195,7 @@ class _Job:
     p: float  # share of records token-counted (1.0: all)
     seed: int
     keep: int  # locations kept per finding code
+    expected_form: str | None = None  # the output form the task asks for (json, sql, code)
 
     def near(self, executor: Executor | None = None) -> NearDuplicates:
         r = self.rubric
@@ -240,7 +241,7 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
     stats = FileStats(job.display)
     tok = _TokenStats(job.counter, job.p, job.context, job.max_length, job.display, findings, job.seed,
                       executor) if sole else None
-    outs = OutputStats(job.rubric, job.display, findings, job.seed)
+    outs = OutputStats(job.rubric, job.display, findings, job.seed, job.expected_form)
     near = job.near(executor)
     leakage, context = job.leakage, job.context
     check_train = leakage.check_train if leakage is not None and job.role != "eval" else None
@@ -343,11 +344,12 @@ def _first(a: np.ndarray) -> np.ndarray:
 
 def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter, rubric: dict,
                  findings: Findings, leakage: LeakageIndex | None, context: int | None, max_length: int,
-                 display: str, seed: int = 0) -> FileProfile:
+                 display: str, seed: int = 0, expected_form: str | None = None) -> FileProfile:
     lines = count_lines(path) if path.is_file() else 0
     limit = value(rubric, "tokens", "exact_up_to_examples")
     p = 1.0 if lines <= limit else limit / lines
-    job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep)
+    job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep,
+               expected_form)
     spans = _spans(path, _workers(lines)) if lines and role != "eval" else []
     if len(spans) < 2:
         with ThreadPoolExecutor(1, "advise-profile") if lines >= BACKGROUND_FROM_LINES else nullcontext() as ex:

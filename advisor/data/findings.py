@@ -70,6 +70,7 @@ CODES: dict[str, tuple[str, str]] = {
     "rare_label": (WARNING, "a label has very few examples"),
     "invalid_json_output": (WARNING, "an output looks like JSON but does not parse"),
     "inconsistent_json_structure": (WARNING, "JSON outputs do not share one key structure"),
+    "output_form_mismatch": (WARNING, "an output is in another form (JSON, SQL, code, text) than the task asks for or most outputs follow"),
     "refusal_like": (INFO, "the output reads like a refusal"),
     "eval_label_unseen": (WARNING, "an eval label never occurs in train"),
 }
