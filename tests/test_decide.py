@@ -24,7 +24,7 @@ def test_knowledge_that_changes_means_rag_and_lora_stacks_with_enough_data():
     d = decide(facts(knowledge_score=0.8, has_docs=True, facts_change="weekly", needs_citations=True), R)
     assert d["method"] == "rag"
     assert d["also"] == []  # knowledge leaning gives lora no positive score
-    d = decide(facts(train_examples=3000, knowledge_score=0.56, has_docs=True, label_like=True), R)
+    d = decide(facts(train_examples=3000, knowledge_score=0.66, has_docs=True, label_like=True), R)
     assert d["method"] == "rag" and d["also"] == ["lora"]
 
 
@@ -57,11 +57,21 @@ def test_qlora_variant_when_lora_only_fits_in_4_bit():
 
 
 def test_blockers_leakage_invalid_duplicates():
-    d = decide(facts(leaked_eval=3, leak_detail="exact 3", train_invalid=300, duplicate_share=0.5), R)
+    d = decide(facts(leaked_eval=30, leak_detail="exact 30", train_invalid=300, duplicate_share=0.5), R)
     text = " ".join(d["blockers"])
-    assert "3 of 200 eval examples also appear in train" in text
+    assert "30 of 200 eval records also appear in train" in text
+    assert "15.0% of the eval set, more than the 6.9% half-width of the metric's 95% confidence interval" in text
     assert "300 of 1300 train records are invalid" in text
     assert "duplicate others" in text
+
+
+def test_leakage_within_the_ci_is_a_warning_and_the_threshold_is_a_rubric_value():
+    d = decide(facts(leaked_eval=3, leak_detail="exact 3"), R)
+    assert not any("eval records" in b for b in d["blockers"])
+    assert any("3 of 200 eval records also appear in train" in w and "a warning, not a blocker" in w
+               for w in d["warnings"])
+    strict = {**R, "thresholds": {**R["thresholds"], "leak_blocker_ci_z": {"value": 0.3, "source": "test"}}}
+    assert any("3 of 200 eval records" in b for b in decide(facts(leaked_eval=3, leak_detail="exact 3"), strict)["blockers"])
 
 
 def test_confidence_grows_with_margin_and_falls_with_invalid_records():

@@ -73,7 +73,8 @@ def test_report_in_headless_chromium(tmp_path):
     assert page["svgs"] >= 3  # results, loss curve, token histogram, labels
     text = page["text"]
     assert '<script>alert("x")</script>' in text and '<img src=x onerror="alert(2)">' in text
-    assert "LORA" in text and "Blockers" in text and "built-in method" not in text
+    # banking77's leakage (11 of 308) is within the metric's CI: a warning, not a blocker
+    assert "LORA" in text and "Warnings" in text and "11 of 308 eval records" in text and "built-in method" not in text
     img = Image.open(tmp_path / "shot.png").convert("RGB")
     assert img.width == 1280 and img.height > 2000
     # the verdict box is drawn: its green border colour (#1a7f37) is on the screenshot

@@ -50,20 +50,24 @@ def test_dry_run_shows_the_plan_and_spends_nothing(tmp_path, tiny_model_dir):
 
 def test_blockers_stop_before_compute_and_the_report_says_so(tmp_path, tiny_model_dir):
     root = project_copy(tmp_path, "banking77-intents", tiny_model_dir)
+    # banking77's 11 leaked eval records (3.6%) are within the 95% CI half-width (5.6%): a warning by the
+    # shipped rubric; this project's stricter rubric (z = 0.5 instead of 1.96: 1.4%) makes them a blocker
+    (root / "rubrics").mkdir()
+    (root / "rubrics" / "decision.yaml").write_text("thresholds:\n  leak_blocker_ci_z: 0.5\n")
     r = run(root, "--dry-run")  # the plan says it would stop, and why
     assert r.exit_code == 1, r.output
     assert "plan: assess -> report" in r.stdout and "blocker: " in r.stdout
     r = run(root)
     assert r.exit_code == 1, r.output
     assert "baseline  not run (blockers)" in r.stdout
-    assert "blocker: 11 of 308 eval examples also appear in train" in r.stdout
+    assert "blocker: 11 of 308 eval records also appear in train" in r.stdout
     r = run(root, "--json")
     assert r.exit_code == 1, r.output
     out = json.loads(r.stdout)
     assert out["status"] == "blocked" and out["stages"]["baseline"] == "not run (blockers)" and out["blockers"]
     assert set(kinds(root)) == {"assess"}
     html = (root / ".advise" / "report.html").read_text()
-    assert "Stopped before spending compute" in html and "11 of 308 eval examples also appear in train" in html
+    assert "Stopped before spending compute" in html and "11 of 308 eval records also appear in train" in html
     r = run(root, "--ignore-blockers", "--until", "assess", "--json", "--out", tmp_path / "r.html")
     assert json.loads(r.stdout)["status"] == "stopped" and (tmp_path / "r.html").is_file()
 

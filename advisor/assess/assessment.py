@@ -7,12 +7,14 @@ estimates -> decision. The result is a plain dict that follows the project contr
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from advisor import __version__
-from advisor.assess.decide import Facts, decide
-from advisor.assess.dedup import LeakageIndex
+from advisor.assess.decide import Facts, decide, leak_severity
 from advisor.assess.estimate import estimate
+from advisor.assess.leakage import KINDS, LeakageIndex
+from advisor.assess.outputs import task_form
 from advisor.assess.profile import FileProfile, profile_file
 from advisor.assess.signals import docs_dir_has_files, goal_signals
 from advisor.assess.tokens import context_window, make_counter
@@ -63,13 +65,14 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
 
     common = dict(declared=declared, counter=counter, rubric=checks, findings=findings, context=ctx,
-                  max_length=project.train.max_length)
+                  max_length=project.train.max_length, expected_form=task_form(project.task, checks))
     leakage = None
     eval_prof: FileProfile | None = None
     if eval_path is not None:
         leakage = LeakageIndex(n=value(checks, "leakage", "ngram"),
                                template_share=value(checks, "leakage", "template_ngram_share"),
-                               min_share=value(checks, "leakage", "ngram_min_share"))
+                               min_share=value(checks, "leakage", "ngram_min_share"),
+                               group_fields=tuple(value(checks, "leakage", "group_fields")))
         eval_prof = profile_file(eval_path, role="eval", leakage=leakage, display=_display(project, eval_path),
                                  **common)
     train_prof = profile_file(train_path, role="train", leakage=leakage, display=_display(project, train_path),
@@ -80,22 +83,13 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         why = f": {first['message']}" if first else ""
         raise AdviseError(f"no valid training example{why}", file=where["file"], line=where["line"])
 
-    leak = {"exact": 0, "normalised": 0, "ngram": 0, "eval_items_leaked": 0, "templates_ignored": 0}
+    leak = {"exact": 0, "normalised": 0, "output": 0, "ngram": 0, "template": 0, "eval_items_leaked": 0,
+            "distinct_texts_leaked": 0, "templates_ignored": 0}
     if leakage is not None:
-        leakage.finish()
-        ev_display = _display(project, eval_path)
-        for code, hits in leakage.hits.items():
-            for ev_line, tr_line in sorted(hits.items()):
-                findings.add(code, ev_display, ev_line, f"train line {tr_line}")
-            leak[code.removeprefix("leakage_")] = len(hits)
-        leak["eval_items_leaked"] = len(leakage.leaked_eval_lines())
-        leak["templates_ignored"] = leakage.templates
-        leak["ngram_any"] = leakage.ngram_any
-        leak["ngram_min_share"] = leakage.min_share
-        leak["ngram_size"] = leakage.n
+        _leakage_block(leakage, leak, findings, _display(project, eval_path), eval_prof.stats.examples)
         if eval_prof.label_set is not None and train_prof.label_set is not None:
             for lab in sorted(eval_prof.label_set - train_prof.label_set):
-                findings.add("eval_label_unseen", ev_display, None, f"'{lab}'")
+                findings.add("eval_label_unseen", _display(project, eval_path), None, f"'{lab}'")
 
     signals = goal_signals(project, train_prof, rubric, use_embeddings=use_embeddings)
 
@@ -112,7 +106,9 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         train_format=train_prof.stats.format,
         eval_examples=eval_prof.stats.examples if eval_prof else None,
         leaked_eval=leak["eval_items_leaked"],
-        leak_detail=f"exact {leak['exact']}, normalised {leak['normalised']}, {leak.get('ngram_size', 13)}-gram {leak['ngram']}",
+        leak_detail=(f"exact {leak['exact']}, normalised {leak['normalised']}, same output {leak['output']}, "
+                     f"{leak.get('ngram_size', 13)}-gram {leak['ngram']}"),
+        leak=leak if leakage else None,
         mixed_formats=len(train_prof.stats.formats) > 1,
         duplicate_share=train_prof.summary["duplicates"]["share"],
         knowledge_score=signals["knowledge_score"],
@@ -126,8 +122,12 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         on_prem=bool(c.data_must_stay_on_prem),
         method_override=project.method,
         estimates=by_method,
+        signal_disagreement=signals.get("disagreement", 0.0),
+        output_form=train_prof.summary["outputs"].get("forms"),
     )
     rec = decide(facts, rubric)
+    if leakage is not None:
+        leak.update(leak_severity(leak["eval_items_leaked"], facts.eval_examples or 0, rubric))
     if isinstance(est, dict):
         est["recommended"] = rec["method"]
 
@@ -148,6 +148,43 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         "findings": findings.to_list(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _leakage_block(leakage: LeakageIndex, leak: dict, findings: Findings, ev_display: str, n_eval: int) -> None:
+    """Count leaked eval records (every copy) by kind into ``leak``, with a finding per record."""
+    leakage.finish()
+    n = leakage.n
+    for code, hits in leakage.hits.items():
+        for ev_line, tr_line in sorted(hits.items()):
+            detail = f"train line {tr_line}"
+            if ev_line in leakage.ngram_share:
+                side, share = leakage.ngram_share[ev_line]
+                what = "content" if code == "leakage_ngram" else "shared template phrasing; the content that varies differs"
+                detail += f" ({share:.0%} of the {side}'s {n}-grams; {what})"
+            findings.add(code, ev_display, ev_line, detail)
+        leak[code.removeprefix("leakage_")] = len(hits)
+    leaked = leakage.leaked_eval_lines()
+    leak["eval_items_leaked"] = len(leaked)
+    leak["distinct_texts_leaked"] = leakage.distinct_texts(leaked)
+    leak["train_records_involved"] = len({tr for k in KINDS for tr in leakage.hits[k].values()})
+    leak["share"] = round(len(leaked) / n_eval, 4) if n_eval else 0.0
+    leak["templates_ignored"] = leakage.templates
+    leak["boilerplate_ngrams"] = leakage.boilerplate
+    leak["template_example"] = leakage.common_template() if leak["template"] else None
+    leak["ngram_any"] = leakage.ngram_any
+    leak["ngram_min_share"] = leakage.min_share
+    leak["ngram_size"] = n
+    shared = leakage.group_shared
+    if shared:
+        fields = Counter(f for f, _, _ in shared.values())
+        field = fields.most_common(1)[0][0]
+        leak["groups"] = {"field": field, "eval_records": len(shared),
+                          "groups": len({(f, v) for f, v, _ in shared.values()}),
+                          "leaked_in_shared_groups": len(leaked & set(shared))}
+        for ev_line, (f, v, tr) in sorted(shared.items()):
+            findings.add("eval_group_in_train", ev_display, ev_line, f"{f} {v!r} also at train line {tr}")
+    else:
+        leak["groups"] = None
 
 
 def inputs_hash(project: Project) -> str:

@@ -2,12 +2,16 @@
 recommendation with reasons, confidence, alternatives and blockers.
 
 Rules are data (``rubrics/decision.yaml``): each rule that fires gives points to methods, and says
-why with the signal, its value and the threshold with its source. The method with most points wins;
-the margin over the runner-up sets the confidence.
+why with the signal, its value and the threshold with its source. Rules that switch at a count or a
+score fire on a logistic ramp around their threshold (``ramps`` in the rubric), so 190 and 210
+examples get close scores, not opposite verdicts. The method with most points wins; the margin over
+the runner-up sets the confidence, which falls near a threshold, with blockers and with signals that
+disagree. The reasons say what argued against the winner too.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from advisor.methods import METHODS
@@ -26,6 +30,7 @@ class Facts:
     eval_examples: int | None
     leaked_eval: int = 0
     leak_detail: str = ""
+    leak: dict | None = None  # the data.leakage block (kinds, distinct texts, groups, templates)
     mixed_formats: bool = False
     duplicate_share: float = 0.0
     knowledge_score: float = 0.5
@@ -39,6 +44,8 @@ class Facts:
     on_prem: bool = False  # constraints.data_must_stay_on_prem: no hosted API to fall back on
     method_override: str = "auto"
     estimates: dict = field(default_factory=dict)  # method -> estimate entry
+    signal_disagreement: float = 0.0  # 0: the goal signals agree, 1: they split evenly (signals.disagreement)
+    output_form: dict | None = None  # outputs.forms of the train file (expected form, outputs in another)
 
 
 class _Board:
@@ -47,6 +54,7 @@ class _Board:
         self.score = dict.fromkeys(METHODS, 0.0)
         self.reasons: dict[str, list[tuple[float, str]]] = {m: [] for m in METHODS}
         self.fired: list[dict] = []
+        self.ambiguity = 0.0  # 1 when some ramped rule sits right at its threshold
 
     def src(self, key: str) -> str:
         """The short citation of a source key (the full reference stays in the rubric)."""
@@ -59,18 +67,50 @@ class _Board:
     def th_src(self, name: str) -> str:
         return self.src(self.r["thresholds"][name]["source"])
 
-    def fire(self, rule: str, reason: str, only: tuple[str, ...] | None = None) -> None:
+    def fire(self, rule: str, reason: str, only: tuple[str, ...] | None = None, weight: float = 1.0) -> None:
+        """Give the rule's points (times ``weight``, its ramp value near a threshold) to the methods."""
         pts = self.r["points"][rule]
         given = {}
         for m in METHODS:
             p = pts.get(m, pts.get("any", 0.0))
             if only is not None and m not in only:
                 p = 0.0 if "any" in pts else p
+            p = round(p * weight, 4)
             if p:
                 self.score[m] += p
                 self.reasons[m].append((p, reason))
                 given[m] = p
-        self.fired.append({"rule": rule, "points": given, "reason": reason})
+        self.fired.append({"rule": rule, "points": given, "reason": reason, "weight": round(weight, 4)})
+
+    def ramp_count(self, n: int, name: str) -> float:
+        """Weight of 'n >= threshold' on a logistic ramp in log(count) (0.5 at the threshold)."""
+        t = self.th(name)
+        x = (math.log(max(n, 1)) - math.log(t)) / value(self.r, "ramps", "count_log_width")
+        w = _logistic(x)
+        self.ambiguity = max(self.ambiguity, 1 - abs(2 * w - 1))
+        return w
+
+    def ramp_score(self, x: float, t: float) -> float:
+        w = _logistic((x - t) / value(self.r, "ramps", "score_width"))
+        self.ambiguity = max(self.ambiguity, 1 - abs(2 * w - 1))
+        return w
+
+
+def _logistic(x: float) -> float:
+    return 0.0 if x < -50 else 1.0 / (1.0 + math.exp(-x))
+
+
+MIN_WEIGHT = 0.02  # a ramped rule below this weight does not fire
+
+
+def _side(n, t, w: float, claim: str) -> str:
+    """'>= t' / '< t' as it is, and, near the threshold, how much the rule (which claims ``claim``) counts."""
+    rel = f">= {t}" if n >= t else f"< {t}"
+    if not 0.05 < w < 0.95:
+        return rel
+    if rel.startswith(claim):
+        return f"{rel} (near the threshold: weighed {w:.2f})"
+    return f"{rel}, but near it (the rule for '{claim} {t}' still weighs {w:.2f})"
 
 
 def decide(f: Facts, rubric: dict) -> dict:
@@ -79,24 +119,34 @@ def decide(f: Facts, rubric: dict) -> dict:
     is_pref = f.train_format == "preference"
 
     min_ft, src_ft = b.th("min_examples_finetune"), b.th_src("min_examples_finetune")
-    if n < min_ft:
-        b.fire("few_examples", f"train examples: {n} < {min_ft} ({src_ft})")
-    else:
-        b.fire("enough_for_sft", f"train examples: {n} >= {min_ft} ({src_ft})")
+    u = b.ramp_count(n, "min_examples_finetune")
+    if 1 - u >= MIN_WEIGHT:
+        b.fire("few_examples", f"train examples: {n} {_side(n, min_ft, 1 - u, '<')} ({src_ft})", weight=1 - u)
+    if u >= MIN_WEIGHT:
+        b.fire("enough_for_sft", f"train examples: {n} {_side(n, min_ft, u, '>=')} ({src_ft})", weight=u)
         lo, hi = b.th("typical_supervised_min"), b.th("typical_supervised_max")
-        if lo <= n <= hi:
+        wr = u * b.ramp_count(n, "typical_supervised_min") * (1 - b.ramp_count(n, "typical_supervised_max"))
+        if wr >= MIN_WEIGHT:
+            where = "within" if lo <= n <= hi else "near"
             b.fire("typical_supervised_range",
-                   f"train examples: {n} within the usual supervised range {lo}-{hi} ({b.th_src('typical_supervised_min')})")
-        if n >= b.th("full_min_examples"):
-            b.fire("large_data", f"train examples: {n} >= {b.th('full_min_examples')} ({b.th_src('full_min_examples')})")
+                   f"train examples: {n} {where} the usual supervised range {lo}-{hi} "
+                   f"({b.th_src('typical_supervised_min')})", weight=wr)
+        wl = b.ramp_count(n, "full_min_examples")
+        if wl >= MIN_WEIGHT:
+            fm = b.th("full_min_examples")
+            b.fire("large_data", f"train examples: {n} {_side(n, fm, wl, '>=')} ({b.th_src('full_min_examples')})",
+                   weight=wl)
 
     ks, kt, bt = f.knowledge_score, b.th("knowledge_score_rag"), b.th("behaviour_score_max")
-    if ks >= kt:
-        b.fire("knowledge_goal", f"knowledge score: {ks:.2f} >= {kt} (the answers depend on facts; "
-                                 f"{b.src('ovadia2023')})")
-    elif ks <= bt:
-        b.fire("behaviour_goal", f"knowledge score: {ks:.2f} <= {bt} (the task is about form and behaviour; "
-                                 f"{b.src('form_not_facts')})")
+    wk, wb = b.ramp_score(ks, kt), b.ramp_score(bt, ks)
+    if wk >= MIN_WEIGHT:
+        rel = f">= {kt}" if ks >= kt else f"< {kt} but near it (weighed {wk:.2f})"
+        b.fire("knowledge_goal", f"knowledge score: {ks:.2f} {rel} (the answers depend on facts; "
+                                 f"{b.src('ovadia2023')})", weight=wk)
+    if wb >= MIN_WEIGHT:
+        rel = f"<= {bt}" if ks <= bt else f"> {bt} but near it (weighed {wb:.2f})"
+        b.fire("behaviour_goal", f"knowledge score: {ks:.2f} {rel} (the task is about form and behaviour; "
+                                 f"{b.src('form_not_facts')})", weight=wb)
     if f.facts_change in ("monthly", "weekly", "daily"):
         b.fire("facts_change", f"constraints.facts_change: {f.facts_change} (more often than 'rarely'; {b.src('form_not_facts')})")
     if f.needs_citations:
@@ -105,15 +155,19 @@ def decide(f: Facts, rubric: dict) -> dict:
         b.fire("requirements_change_often", f"constraints.requirements_change: often ({b.src('prompting_first')})")
     if is_pref:
         mp = b.th("min_preference_pairs")
-        if n >= mp:
-            b.fire("preference_pairs", f"preference pairs: {n} >= {mp} ({b.src('dpo_pairs')}; {b.src('dpo')})")
-        else:
-            b.fire("few_preference_pairs", f"preference pairs: {n} < {mp} ({b.src('dpo_pairs')})")
+        wp = b.ramp_count(n, "min_preference_pairs")
+        if wp >= MIN_WEIGHT:
+            b.fire("preference_pairs", f"preference pairs: {n} {_side(n, mp, wp, '>=')} ({b.src('dpo_pairs')}; "
+                                       f"{b.src('dpo')})", weight=wp)
+        if 1 - wp >= MIN_WEIGHT:
+            b.fire("few_preference_pairs", f"preference pairs: {n} {_side(n, mp, 1 - wp, '<')} "
+                                           f"({b.src('dpo_pairs')})", weight=1 - wp)
     else:
         b.score["rlhf"] -= 5
         b.reasons["rlhf"].append((-5.0, "no preference pairs (chosen/rejected) in the data: DPO needs them"))
-    if f.label_like and n >= min_ft:
-        b.fire("label_outputs", "outputs are a closed label set: a fine-tuned model learns the labels and their format")
+    if f.label_like and u >= MIN_WEIGHT:
+        b.fire("label_outputs", "outputs are a closed label set: a fine-tuned model learns the labels and their format",
+               weight=u)
     if not f.has_docs:
         b.fire("no_docs", "no docs/ directory: retrieval has nothing to retrieve")
     hw = (f.hardware or "").strip().lower()
@@ -161,6 +215,10 @@ def decide(f: Facts, rubric: dict) -> dict:
         c -= value(rubric, "confidence", "penalty_invalid_share") * f.train_invalid / total
     if f.eval_examples is None:
         c -= value(rubric, "confidence", "penalty_no_eval")
+    c -= value(rubric, "confidence", "penalty_near_threshold") * b.ambiguity
+    c -= value(rubric, "confidence", "penalty_disagreement") * f.signal_disagreement
+    blockers = _blockers(f, method, b, on_cpu)
+    c -= value(rubric, "confidence", "penalty_per_blocker") * len(blockers)
     if overridden:
         c = min(c, 0.5)
     c = max(value(rubric, "confidence", "min"), min(value(rubric, "confidence", "max"), c))
@@ -175,17 +233,34 @@ def decide(f: Facts, rubric: dict) -> dict:
         reasons.append(f"LoRA in 16-bit does not fit {f.hardware}; QLoRA (4-bit base) does ({b.src('qlora')})")
     if method == "lora":
         reasons.append(f"LoRA rather than full fine-tuning: {b.src('biderman2024')}")
+    # what argued against the winner: its own negative points, and the runner-up's strongest case
+    against = [txt for p, txt in sorted(b.reasons[method], key=lambda t: t[0]) if p < 0]
+    for txt in against[:3]:
+        reasons.append(f"against {method}: {txt}")
+    runner = next((m for m in ranked if m != method), None)
+    if runner is not None:
+        mine = {txt for _, txt in b.reasons[method]}
+        pro = [txt for p, txt in sorted(b.reasons[runner], key=lambda t: -t[0]) if p > 0 and txt not in mine]
+        if pro:
+            reasons.append(f"for {runner} (runner-up, {b.score[runner]:.1f} points against {b.score[method]:.1f}): "
+                           f"{pro[0]}")
 
     alternatives = []
     for m in ranked:
         if m == method:
             continue
         neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p < 0]
-        why = neg[0] if neg else _why_not(m, f, b)
+        why = neg[0] if neg else _why_not(m, f, b, method)
         why += f" ({b.score[m]:.1f} points against {b.score[method]:.1f})"
         alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
 
-    blockers = _blockers(f, method, b, on_cpu)
+    warnings = []
+    form = _form_text(f, method, b)
+    if form and not form[0]:
+        warnings.append(form[1])
+    leak_text = _leak_text(f, method, b)
+    if leak_text and not leak_text[0]:
+        warnings.append(leak_text[1])
     return {
         "method": method,
         "variant": "qlora" if method == "lora" and f.estimates.get("lora", {}).get("suggest") == "qlora" else (
@@ -195,6 +270,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         "reasons": reasons,
         "alternatives": alternatives,
         "blockers": blockers,
+        "warnings": warnings,
         "scores": {m: round(s, 2) for m, s in b.score.items()},
         "rules_fired": b.fired,
     }
@@ -206,7 +282,7 @@ def _duration(hours: float) -> str:
     return f"about {hours * 60:.0f} minutes" if hours < 2 else f"about {hours:.1f} hours"
 
 
-def _why_not(m: str, f: Facts, b: _Board) -> str:
+def _why_not(m: str, f: Facts, b: _Board, method: str = "") -> str:
     n = f.train_examples
     if m == "full":
         fm = b.th("full_min_examples")
@@ -214,21 +290,119 @@ def _why_not(m: str, f: Facts, b: _Board) -> str:
             return (f"{n} examples < {fm}, where full fine-tuning starts to pay off ({b.th_src('full_min_examples')}); "
                     f"it costs more and forgets more than LoRA ({b.src('biderman2024')})")
         return f"LoRA reaches most of the gain at a fraction of the memory and forgets less ({b.src('biderman2024')})"
+    ks = f.knowledge_score
     if m == "prompting":
-        return (f"with {n} examples of a fixed behaviour a tuned model usually beats prompting; "
+        if ks <= b.th("behaviour_score_max"):
+            return (f"with {n} examples of a fixed behaviour a tuned model usually beats prompting; "
+                    "`advise eval` measures zero- and few-shot prompting as the baseline")
+        if ks >= b.th("knowledge_score_rag"):
+            return (f"the answers depend on facts (knowledge score {ks:.2f}): a bare prompt has no access to them; "
+                    "`advise eval` measures zero- and few-shot prompting as the baseline")
+        return (f"with {n} examples a tuned or grounded model usually beats a bare prompt; "
                 "`advise eval` measures zero- and few-shot prompting as the baseline")
     if m == "rag":
-        return f"the answers do not depend on retrievable facts (knowledge score {f.knowledge_score:.2f})"
+        return f"the answers do not depend on retrievable facts (knowledge score {ks:.2f})"
     if m == "lora":
+        if method == "full":
+            return (f"with {n} examples full fine-tuning is expected to gain more than LoRA's low-rank update "
+                    f"({b.th_src('full_min_examples')})")
+        if method == "rlhf":
+            return ("the data are preference pairs: DPO also learns from the rejected replies, which supervised "
+                    f"LoRA ignores ({b.src('dpo')})")
         return "the other signals outweigh what fine-tuning would add"
     return "fewer points"
 
 
+def leak_severity(leaked: int, n_eval: int, rubric: dict) -> dict:
+    """Whether leaked eval records could move the primary metric by more than its 95% CI half-width.
+
+    ``blocker_share``: z*sqrt(p(1-p)/n) on n eval records (at least the rubric's floor
+    ``max_leaked_eval_share``); ``severity``: blocker above it, warning below, none without leakage.
+    """
+    th = lambda k: value(rubric, "thresholds", k)  # noqa: E731
+    if not n_eval:
+        return {"severity": "none", "blocker_share": None}
+    p = th("leak_blocker_metric_p")
+    half = th("leak_blocker_ci_z") * math.sqrt(p * (1 - p) / n_eval)
+    limit = max(th("max_leaked_eval_share"), half)
+    share = leaked / n_eval
+    sev = "none" if not leaked else ("blocker" if share > limit else "warning")
+    return {"severity": sev, "blocker_share": round(limit, 4), "ci_half_width": round(half, 4)}
+
+
+def _form_text(f: Facts, method: str, b: _Board) -> tuple[bool, str] | None:
+    """(is a blocker, text) about train outputs in another form than the expected one."""
+    fo = f.output_form or {}
+    if not fo.get("expected") or not fo.get("other"):
+        return None
+    share, limit = fo["other_share"], b.th("form_mix_blocker")
+    total = round(fo["other"] / share) if share else fo["other"]
+    text = (f"{fo['other']} of {total} train outputs ({share:.1%}) are not {fo['expected']} ({fo['why']}; see the "
+            "output_form_mismatch findings)")
+    if method in TRAINING and share >= limit:
+        return True, (f"{text}: training would teach both forms (>= {limit:.0%}, {b.th_src('form_mix_blocker')}); "
+                      f"convert them to {fo['expected']} or remove them")
+    if method in TRAINING:
+        return False, f"{text}: convert them to {fo['expected']} or remove them before training"
+    return False, f"{text}: keep them out of the few-shot examples"
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
+def _leak_text(f: Facts, method: str, b: _Board) -> tuple[bool, str] | None:
+    """(is a blocker, text) about eval records that leak into train, with a remedy that fits the case."""
+    n_eval, leaked = f.eval_examples or 0, f.leaked_eval
+    lk = f.leak or {}
+    if not n_eval or (not leaked and not lk.get("template")):
+        return None
+    sev = leak_severity(leaked, n_eval, b.r)
+    if not leaked:  # template overlap only
+        ex = lk.get("template_example")
+        return False, (f"{lk['template']} of {n_eval} eval records share only template phrasing with train"
+                       + (f" (e.g. '{ex}')" if ex else "") + ": a shared template, not leakage; if the eval "
+                       "should test unseen templates, re-split train and eval by template")
+    distinct = lk.get("distinct_texts_leaked", leaked)
+    kinds = ", ".join(f"{k.replace('_', ' ')} {lk[k]}" for k in ("exact", "normalised", "output", "ngram")
+                      if lk.get(k)) or f.leak_detail
+    copies = f" ({distinct} distinct texts)" if distinct != leaked else ""
+    share, limit = leaked / n_eval, sev["blocker_share"]
+    head = (f"{leaked} of {n_eval} eval records{copies} also appear in train ({kinds}; "
+            f"{share:.1%} of the eval set")
+    if sev["severity"] == "blocker":
+        head += (f", more than the {limit:.1%} half-width of the metric's 95% confidence interval on {n_eval} "
+                 f"records ({b.src('ci95')}): they could move the primary metric by more than its uncertainty)")
+    else:
+        head += (f", within the {limit:.1%} half-width of the metric's 95% confidence interval on {n_eval} "
+                 f"records ({b.src('ci95')}): a warning, not a blocker)")
+    groups = lk.get("groups")
+    if method in ("prompting", "rag"):
+        remedy = ("for prompting and RAG, leakage matters where train records become few-shot examples: keep "
+                  f"{_n(lk.get('train_records_involved', leaked), 'train record')} that match eval records out of "
+                  "the few-shot pool (the eval file stays as it is)")
+    elif groups and groups.get("eval_records"):
+        remedy = (f"{groups['eval_records']} eval records share a `{groups['field']}` with train "
+                  f"({groups['groups']} groups): re-split train by `{groups['field']}` so each group is on one "
+                  "side, keeping the eval file fixed")
+    elif lk.get("template"):
+        remedy = (f"remove the matching {_n(lk.get('train_records_involved', leaked), 'record')} from train (the "
+                  f"eval file stays fixed); {_n(lk['template'], 'more eval record')} share only a template with "
+                  "train (not leakage)")
+    else:
+        remedy = (f"remove the matching {_n(lk.get('train_records_involved', leaked), 'record')} from train, "
+                  "keeping the eval file fixed so scores stay comparable (see the leakage findings for the lines)")
+    return sev["severity"] == "blocker", f"{head}; {remedy}"
+
+
 def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
     out = []
-    if f.eval_examples and f.leaked_eval / f.eval_examples > b.th("max_leaked_eval_share"):
-        out.append(f"{f.leaked_eval} of {f.eval_examples} eval examples also appear in train ({f.leak_detail}): "
-                   "scores on them would be inflated; remove them from the eval file")
+    leak_text = _leak_text(f, method, b)
+    if leak_text and leak_text[0]:
+        out.append(leak_text[1])
+    form = _form_text(f, method, b)
+    if form and form[0]:
+        out.append(form[1])
     total = f.train_examples + f.train_invalid
     if total and f.train_invalid / total > b.th("max_invalid_share"):
         out.append(f"{f.train_invalid} of {total} train records are invalid "

@@ -5,18 +5,15 @@
 * near: MinHash over character shingles with LSH banding, confirmed on the signature's Jaccard
   estimate (thresholds in ``rubrics/data_checks.yaml``). Signatures are computed with numpy in
   chunks, so a million records take seconds and bounded memory;
-* leakage: exact, normalised-input and 13-gram overlap (lm-evaluation-harness decontamination),
-  ignoring 13-grams that are shared templates of the eval set.
+* word n-gram window hashes (:func:`window_hashes`), used by :mod:`advisor.assess.leakage`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from concurrent.futures import Executor, Future
 
 import numpy as np
-
-from advisor.data.textnorm import words
 
 
 def _first_equal_rows(m: np.ndarray) -> np.ndarray:
@@ -174,7 +171,7 @@ class NearDuplicates:
 _GRAM_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: each word's hash stays recoverable in the window hash
 
 
-def _window_hashes(word_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+def window_hashes(word_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every word n-gram of each word list: (hashes, index of the list each comes from).
 
     A window hash is a polynomial (wrapping uint64 arithmetic) of the n words' hashes, so the
@@ -199,137 +196,3 @@ def _window_hashes(word_lists: list[list[str]], n: int) -> tuple[np.ndarray, np.
     first_win = np.cumsum(n_win) - n_win
     pos = starts[owner] + (np.arange(total) - first_win[owner])  # window start inside the flat list
     return g[pos], owner
-
-
-class LeakageIndex:
-    """Index of eval records; train records are checked against it as they stream past.
-
-    An eval item counts as n-gram leakage when at least ``min_share`` of its (non-template) n-grams
-    occur in train. ``ngram_any`` keeps lm-evaluation-harness's stricter count (any shared n-gram).
-    Train records are checked for n-grams in batches (numpy); :meth:`finish` checks the last batch.
-    """
-
-    BATCH = 4096
-
-    def __init__(self, n: int = 13, template_share: float = 0.05, min_items_for_template: int = 20,
-                 min_share: float = 0.5):
-        self.n = n
-        self.template_share = template_share
-        self.min_items = min_items_for_template
-        self.min_share = min_share
-        self.exact: dict[int, int] = {}
-        self.norm_input: dict[int, int] = {}
-        self.ngrams: dict[int, list[int]] = defaultdict(list)
-        self.ngram_total: dict[int, int] = {}
-        self.ngram_hit: dict[int, set[int]] = defaultdict(set)
-        self.ngram_first_train: dict[int, int] = {}
-        self.items = 0
-        self.templates = 0
-        self.hits: dict[str, dict[int, int]] = {"leakage_exact": {}, "leakage_normalised": {}}
-        self._frozen = False
-        self._keys = np.empty(0, dtype=np.uint64)
-        self._pending_lines: list[int] = []
-        self._pending_words: list[list[str]] = []
-        self._out_words: dict[str, list[str]] = {}
-
-    def add_eval(self, line: int, raw_key: str, output: str, norm_key: str, key_id=None, nkey_id=None) -> None:
-        """``key_id``/``nkey_id``: the identity of the input for exact / normalised matches (context and
-        key, see Record.context); default the key itself. N-grams use the key and output only."""
-        self.items += 1
-        self.exact.setdefault(hash((raw_key if key_id is None else key_id, output)), line)
-        self.norm_input.setdefault(hash(norm_key if nkey_id is None else nkey_id), line)
-        toks = words(raw_key + " " + output)
-        if len(toks) >= self.n:
-            for g in set(_window_hashes([toks], self.n)[0].tolist()):
-                self.ngrams[g].append(line)
-
-    def freeze(self) -> None:
-        """Close the eval index (done by the first :meth:`check_train` otherwise)."""
-        if not self._frozen:
-            self._freeze()
-
-    def train_state(self) -> tuple:
-        """What checking train records found, for :meth:`merge_train` in another process."""
-        self._check_pending()
-        return self.hits["leakage_exact"], self.hits["leakage_normalised"], dict(self.ngram_hit), self.ngram_first_train
-
-    def merge_train(self, state: tuple) -> None:
-        """Add what a copy of this index found on other train records (earliest train line wins)."""
-        exact, normalised, hit, first = state
-        for mine, theirs in ((self.hits["leakage_exact"], exact), (self.hits["leakage_normalised"], normalised),
-                             (self.ngram_first_train, first)):
-            for ev, line in theirs.items():
-                if ev not in mine or line < mine[ev]:
-                    mine[ev] = line
-        for ev, grams in hit.items():
-            self.ngram_hit[ev] |= grams
-
-    def _freeze(self) -> None:
-        if self.items >= self.min_items:
-            limit = max(2, self.template_share * self.items)
-            self.templates = sum(1 for v in self.ngrams.values() if len(v) >= limit)
-            self.ngrams = {g: v for g, v in self.ngrams.items() if len(v) < limit}
-        for v in self.ngrams.values():
-            for ev in v:
-                self.ngram_total[ev] = self.ngram_total.get(ev, 0) + 1
-        self._keys = np.sort(np.fromiter(self.ngrams, dtype=np.uint64, count=len(self.ngrams)))
-        self._frozen = True
-
-    def check_train(self, line: int, raw_key: str, output: str, norm_key: str, key_id=None, nkey_id=None) -> None:
-        if not self._frozen:
-            self._freeze()
-        e = self.exact.get(hash((raw_key if key_id is None else key_id, output)))
-        if e is not None:
-            self.hits["leakage_exact"].setdefault(e, line)
-            return
-        e = self.norm_input.get(hash(norm_key if nkey_id is None else nkey_id))
-        if e is not None:
-            self.hits["leakage_normalised"].setdefault(e, line)
-            return
-        if self.ngrams:
-            # words(raw_key + " " + output), with the words of outputs that repeat (labels) cached
-            out_words = self._out_words.get(output)
-            if out_words is None:
-                out_words = words(output)
-                if len(output) <= 200 and len(self._out_words) < 50_000:
-                    self._out_words[output] = out_words
-            toks = words(raw_key) + out_words
-            if len(toks) >= self.n:
-                self._pending_lines.append(line)
-                self._pending_words.append(toks)
-                if len(self._pending_lines) >= self.BATCH:
-                    self._check_pending()
-
-    def _check_pending(self) -> None:
-        lines, word_lists = self._pending_lines, self._pending_words
-        self._pending_lines, self._pending_words = [], []
-        if not lines:
-            return
-        grams, owner = _window_hashes(word_lists, self.n)
-        keys = self._keys
-        at = np.minimum(np.searchsorted(keys, grams), len(keys) - 1)
-        found = np.flatnonzero(keys[at] == grams)
-        for g, o in zip(grams[found].tolist(), owner[found].tolist(), strict=True):  # in train order
-            line = lines[o]
-            for ev in self.ngrams[g]:
-                self.ngram_hit[ev].add(g)
-                self.ngram_first_train.setdefault(ev, line)
-
-    def finish(self) -> None:
-        """Decide the n-gram leaks (after every train record was checked)."""
-        if not self._frozen:
-            self._freeze()
-        self._check_pending()
-        done = set(self.hits["leakage_exact"]) | set(self.hits["leakage_normalised"])
-        self.hits["leakage_ngram"] = {
-            ev: self.ngram_first_train[ev]
-            for ev, grams in self.ngram_hit.items()
-            if ev not in done and len(grams) / self.ngram_total[ev] >= self.min_share
-        }
-        self.ngram_any = len(set(self.ngram_hit) - done)
-
-    def leaked_eval_lines(self) -> set[int]:
-        out: set[int] = set()
-        for d in self.hits.values():
-            out.update(d)
-        return out

@@ -2,7 +2,9 @@
 
 Streaming: :meth:`OutputStats.add` each output, then :meth:`OutputStats.summary`. It finds
 label-like outputs (a small closed set) with class balance, JSON outputs with parse rate and key
-structure, templatedness, refusal-like replies, and number/entity density.
+structure, the form of each output (JSON, SQL, code, text) and the outputs in another form than the
+one the task asks for or most outputs follow, templatedness, refusal-like replies (by how a reply
+opens, not by words inside quotes), and number/entity density of the free-text outputs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections import Counter
 
 from advisor.data.findings import Findings
@@ -17,6 +20,44 @@ from advisor.data.textnorm import words
 from advisor.rubric import value
 
 _NUM = re.compile(r"\d")
+_SQL = re.compile(r"(?is)^\s*(?:```sql\s*)?(?:select|with|insert|update|delete|create)\b.*\b(?:from|into|set|table|as)\b")
+_QUOTED = re.compile(r'"[^"\n]{1,200}"|\u201c[^\u201d\n]{1,200}\u201d|\*[^*\n]{1,200}\*|\u00ab[^\u00bb\n]{1,200}\u00bb')
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+STRUCTURED = ("json", "sql", "code")
+
+
+def output_form(text: str) -> str:
+    """json, sql, code (a fenced block) or text: the form an output is written in."""
+    t = text.lstrip()
+    if t[:1] in "{[":
+        return "json"
+    if _SQL.match(t):
+        return "sql"
+    if t.startswith("```"):
+        return "code"
+    return "text"
+
+
+def task_form(task: str, rubric: dict) -> str | None:
+    """The output form the task text asks for (its cue words, matched as words), or None."""
+    text = task.casefold()
+    for form, cues in value(rubric, "outputs", "task_form_cues").items():
+        if any(re.search(r"\b" + re.escape(c.casefold()) + r"\b", text) for c in cues):
+            return form
+    return None
+
+
+def opening(text: str, sentences: int = 2, chars: int = 300) -> str:
+    """How a reply opens: its first sentences, with quoted spans (titles, quotes) taken out."""
+    t = _QUOTED.sub(" ", text[: chars * 2])
+    end = 0
+    for _ in range(sentences):
+        m = _SENTENCE_END.search(t, end)
+        if not m:
+            end = len(t)
+            break
+        end = m.end()
+    return t[: min(end, chars)]
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]+")
 
 
@@ -24,7 +65,7 @@ class OutputStats:
     SEEN_OUTPUTS = 20_000  # distinct short outputs whose analysis is kept
     SEEN_CHARS = 200
 
-    def __init__(self, rubric: dict, file: str, findings: Findings, seed: int = 0):
+    def __init__(self, rubric: dict, file: str, findings: Findings, seed: int = 0, expected_form: str | None = None):
         self.r = rubric
         self.file = file
         self.findings = findings
@@ -40,6 +81,8 @@ class OutputStats:
         self._refusal = re.compile("|".join(value(rubric, "outputs", "refusal_patterns")), re.IGNORECASE)
         self.sample_size = value(rubric, "outputs", "sample_outputs")
         self.sample: list[str] = []
+        self.expected_form = expected_form
+        self.form_lines: dict[str, array] = {}
         self._seen: dict[str, tuple] = {}  # output -> _look(output): labels and stock replies repeat
 
     def add(self, line: int, output: str) -> None:
@@ -48,8 +91,12 @@ class OutputStats:
             info = self._look(output)
             if len(output) <= self.SEEN_CHARS and len(self._seen) < self.SEEN_OUTPUTS:
                 self._seen[output] = info
-        text, nwords, lab, parsed, refusal = info
+        text, nwords, lab, parsed, refusal, form = info
         self.n += 1
+        fl = self.form_lines.get(form)
+        if fl is None:
+            fl = self.form_lines[form] = array("q")
+        fl.append(line)
         self.words_total += nwords
         if self.labels is not None:
             self.labels[lab] += 1
@@ -72,7 +119,7 @@ class OutputStats:
 
     def _look(self, output: str) -> tuple:
         """What :meth:`add` needs to know of an output, the same each time it occurs:
-        (stripped text, words, label, None or (parses, key structure or error), refusal-like)."""
+        (stripped text, words, label, None or (parses, key structure or error), refusal-like, form)."""
         text = output.strip()
         parsed = None
         if text[:1] in "{[":
@@ -81,7 +128,9 @@ class OutputStats:
                 parsed = (True, tuple(sorted(obj)) if isinstance(obj, dict) else ("<list>",))
             except ValueError as e:
                 parsed = (False, str(e))
-        return text, len(text.split()), text.casefold(), parsed, self._refusal.search(text[:300]) is not None
+        form = output_form(text)
+        refusal = form == "text" and self._refusal.search(opening(text)) is not None
+        return text, len(text.split()), text.casefold(), parsed, refusal, form
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_seen": {}}  # the cache stays behind (for worker processes)
@@ -102,6 +151,8 @@ class OutputStats:
         self.json_ok += later.json_ok
         self.json_keys.update(later.json_keys)
         self.refusals += later.refusals
+        for form, lines in later.form_lines.items():
+            self.form_lines.setdefault(form, array("q")).extend(lines)
         self.sample.extend(later.sample[: self.sample_size - len(self.sample)])
 
     # -- summary ---------------------------------------------------------------------------------
@@ -122,16 +173,42 @@ class OutputStats:
         return None if total < 20 else round(1 - len(grams) / total, 4)
 
     def density(self) -> dict:
+        """Numbers and capitalised words per 100 words of the free-text outputs (in JSON, SQL and code,
+        identifiers, aliases, indices and years are not facts)."""
         nums = caps = total = 0
         for t in self.sample:
+            if output_form(t) != "text":
+                continue
             toks = t.split()
             total += len(toks)
             nums += sum(1 for w in toks if _NUM.search(w))
             caps += len(_CAP.findall(t))
         return {
-            "numbers_per_100_words": round(100 * nums / total, 2) if total else 0.0,
-            "capitalised_per_100_words": round(100 * caps / total, 2) if total else 0.0,
+            "numbers_per_100_words": round(100 * nums / total, 2) if total else None,
+            "capitalised_per_100_words": round(100 * caps / total, 2) if total else None,
         }
+
+    def forms(self) -> dict:
+        """The forms of the outputs, the one expected (asked for by the task, or followed by most
+        outputs) and a finding with file:line for each output in another form."""
+        counts = {f: len(v) for f, v in sorted(self.form_lines.items(), key=lambda kv: -len(kv[1]))}
+        out: dict = {"counts": counts, "expected": None, "why": None, "other": 0, "other_share": 0.0}
+        if not self.n:
+            return out
+        main, k = next(iter(counts.items()))
+        if self.expected_form in STRUCTURED:
+            expected, why = self.expected_form, "the task asks for it"
+        elif main in STRUCTURED and k / self.n >= value(self.r, "outputs", "form_majority"):
+            expected, why = main, f"{k / self.n:.0%} of outputs are {main}"
+        else:
+            return out
+        other = self.n - counts.get(expected, 0)
+        out.update(expected=expected, why=why, other=other, other_share=round(other / self.n, 4))
+        for form, lines in self.form_lines.items():
+            if form != expected:
+                for line in lines:
+                    self.findings.add("output_form_mismatch", self.file, line, f"{form}, not {expected} ({why})")
+        return out
 
     def summary(self) -> dict:
         out: dict = {
@@ -141,6 +218,7 @@ class OutputStats:
             "templatedness": self.templatedness(),
             "refusal_share": round(self.refusals / self.n, 4) if self.n else 0.0,
             **self.density(),
+            "forms": self.forms(),
         }
         if self.is_label_like():
             counts = self.labels.most_common()

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.assess.dedup import LeakageIndex, NearDuplicates
+from advisor.assess.dedup import NearDuplicates
+from advisor.assess.leakage import LeakageIndex, record_groups
 from advisor.assess.outputs import OutputStats
 from advisor.assess.tokens import TokenCounter
 from advisor.data.findings import Findings
@@ -194,6 +195,7 @@ class _Job:
     p: float  # share of records token-counted (1.0: all)
     seed: int
     keep: int  # locations kept per finding code
+    expected_form: str | None = None  # the output form the task asks for (json, sql, code)
 
     def near(self, executor: Executor | None = None) -> NearDuplicates:
         r = self.rubric
@@ -239,11 +241,12 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
     stats = FileStats(job.display)
     tok = _TokenStats(job.counter, job.p, job.context, job.max_length, job.display, findings, job.seed,
                       executor) if sole else None
-    outs = OutputStats(job.rubric, job.display, findings, job.seed)
+    outs = OutputStats(job.rubric, job.display, findings, job.seed, job.expected_form)
     near = job.near(executor)
     leakage, context = job.leakage, job.context
     check_train = leakage.check_train if leakage is not None and job.role != "eval" else None
     add_eval = leakage.add_eval if leakage is not None and job.role == "eval" else None
+    groups = leakage.group_fields if leakage is not None else ()
     lines, hs, hns, hks, hos = array("q"), array("q"), array("q"), array("q"), array("q")
     preference = array("b")
     offsets: list[int] | None = None if sole else []
@@ -276,14 +279,21 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
                 norm_out[output] = nout
         add_line(line)
         add_h(hash((key_id, output, rejected)))
-        add_hn(hash((nkey_id, nout)))
         add_hk(hash(nkey_id))
         add_ho(hash(nout))
-        near_add(line, nkey + " | " + nout)
+        if rejected is None:
+            add_hn(hash((nkey_id, nout)))
+            near_add(line, nkey + " | " + nout)
+        else:  # a preference pair is the whole record: the same prompt with another pair is another example
+            nrej = normalise(rejected)
+            add_hn(hash((nkey_id, nout, nrej)))
+            # and near-duplicates compare all of it, each part cut alike, not a prefix filled by a long prompt
+            part = near.max_chars // 3
+            near_add(line, nkey[-part:] + " | " + nout[:part] + " | " + nrej[:part])
         if check_train is not None:
-            check_train(line, key, output, nkey, key_id, nkey_id)
+            check_train(line, key, output, nkey, key_id, nkey_id, nout, record_groups(rec.extra, groups))
         elif add_eval is not None:
-            add_eval(line, key, output, nkey, key_id, nkey_id)
+            add_eval(line, key, output, nkey, key_id, nkey_id, nout, record_groups(rec.extra, groups))
         if tok is not None:
             tok.add(rec)
         else:
@@ -334,11 +344,12 @@ def _first(a: np.ndarray) -> np.ndarray:
 
 def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter, rubric: dict,
                  findings: Findings, leakage: LeakageIndex | None, context: int | None, max_length: int,
-                 display: str, seed: int = 0) -> FileProfile:
+                 display: str, seed: int = 0, expected_form: str | None = None) -> FileProfile:
     lines = count_lines(path) if path.is_file() else 0
     limit = value(rubric, "tokens", "exact_up_to_examples")
     p = 1.0 if lines <= limit else limit / lines
-    job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep)
+    job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep,
+               expected_form)
     spans = _spans(path, _workers(lines)) if lines and role != "eval" else []
     if len(spans) < 2:
         with ThreadPoolExecutor(1, "advise-profile") if lines >= BACKGROUND_FROM_LINES else nullcontext() as ex:
@@ -512,6 +523,12 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
     for i, a in zip(lines[conflict].tolist(), lines[first_k[conflict]].tolist(), strict=True):
         findings.add("conflicting_outputs", display, i, f"input also at line {a} with another output")
     duplicate_lines = set(lines[dup_exact].tolist()) | set(lines[dup_norm].tolist())
+    several = None
+    if pref.any():  # several pairs for one prompt are normal preference data: counted, not duplicates
+        _, per_prompt = np.unique(hk[pref], return_counts=True)
+        multi = per_prompt[per_prompt > 1]
+        several = {"prompts": int(len(per_prompt)), "prompts_with_several_pairs": int(len(multi)),
+                   "pairs_in_them": int(multi.sum()), "max_pairs_per_prompt": int(per_prompt.max())}
 
     near = job.near()
     unique = rest[~is_dup_n]
@@ -569,6 +586,7 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
         summary["preference"] = {
             "pairs": stats.examples,
             "chosen_to_rejected_length": round(chosen_len / rejected_len, 3) if rejected_len else None,
+            **(several or {}),
             "prompt_kinds": stats.prompt_kinds,
         }
     label_set = set(out_summary["labels"]["counts"]) if out_summary.get("labels") else None

@@ -8,9 +8,12 @@ that point either way (1 = knowledge, 0 = behaviour).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from advisor.assess.outputs import output_form
 from advisor.assess.profile import FileProfile
 from advisor.data.docs import BM25, load_docs, passages
 from advisor.data.textnorm import ngram_hashes, normalise, words
@@ -107,40 +110,56 @@ def goal_signals(project: Project, train: FileProfile, rubric: dict, use_embeddi
         k = outs["labels"]["classes"]
         sig.append(Signal("label_outputs", k, BEHAVIOUR, 1.0, w["label_outputs"],
                           f"outputs are a closed set of {k} labels (a classification behaviour)"))
+    ramp = value(r, "signals", "ramp_width")
     tmpl = outs.get("templatedness")
     if tmpl is not None and not outs.get("label_like"):
         t = value(r, "signals", "templatedness_behaviour")
-        sig.append(Signal("templated_outputs", tmpl, BEHAVIOUR if tmpl >= t else NEUTRAL,
-                          min(1.0, tmpl / t) if tmpl >= t else 0.0, w["templated"],
+        p = logistic((tmpl - t) / ramp["templatedness"])
+        sig.append(Signal("templated_outputs", tmpl, BEHAVIOUR, round(p, 4), round(w["templated"] * p, 4),
                           f"templatedness of outputs {tmpl:.2f} (share of repeated word 3-grams); "
-                          f"behaviour from {t:.2f}"))
-    if sample and not outs.get("label_like"):
+                          f"behaviour from about {t:.2f}"))
+    forms = outs.get("forms") or {}
+    js = outs.get("json") or {}
+    expected = forms.get("expected")
+    if expected in ("json", "sql") and forms.get("other_share", 1.0) <= 1 - value(r, "signals", "strict_format_share"):
+        strict = expected == "sql" or (js.get("parse_rate", 0) >= value(r, "signals", "strict_format_share")
+                                        and js.get("main_structure_share", 0) >= value(r, "signals", "strict_format_share"))
+        if strict:
+            what = (f"{js.get('parse_rate', 0):.0%} of JSON outputs parse, {js.get('main_structure_share', 0):.0%} "
+                    "with one key structure" if expected == "json" else
+                    f"{1 - forms.get('other_share', 0):.0%} of outputs are SQL")
+            sig.append(Signal("strict_output_format", expected, BEHAVIOUR, 1.0, w["strict_format"],
+                              f"{what}: a strict output format (a behaviour)"))
+    text_recs = [rec for rec in sample if output_form(rec.output) == "text"] if sample else []
+    if text_recs and not outs.get("label_like"):
+        # output words found in the input: on free text only (JSON keys, SQL keywords and aliases are not)
         copied = total = 0
-        for rec in sample:
+        for rec in text_recs:
             ow = words(rec.output)
             iw = set(words(rec.key))
             total += len(ow)
             copied += sum(1 for x in ow if x in iw)
         share = copied / total if total else 0.0
         t = value(r, "signals", "input_copy_behaviour")
-        sig.append(Signal("output_words_from_input", round(share, 4), BEHAVIOUR if share >= t else KNOWLEDGE,
-                          min(1.0, share / t) if share >= t else 0.5 * (1 - share / t), w["input_copy"],
-                          f"{share:.0%} of output words occur in the input (a transformation when >= {t:.0%})"))
+        lean = 2 * logistic((share - t) / ramp["input_copy"]) - 1
+        sig.append(Signal("output_words_from_input", round(share, 4), BEHAVIOUR if lean >= 0 else KNOWLEDGE,
+                          round(lean if lean >= 0 else -0.5 * lean, 4), w["input_copy"],
+                          f"{share:.0%} of output words occur in the input of {len(text_recs)} free-text outputs "
+                          f"(a transformation from about {t:.0%})"))
     nums = outs.get("numbers_per_100_words")
     if nums is not None and not outs.get("label_like"):
         t = value(r, "signals", "numbers_knowledge")
-        sig.append(Signal("numbers_in_outputs", nums, KNOWLEDGE if nums >= t else NEUTRAL,
-                          min(1.0, nums / (2 * t)) if nums >= t else 0.0, w["numbers"],
-                          f"{nums} numbers per 100 output words (fact-heavy from {t})"))
+        p = logistic((nums - t) / ramp["numbers"])
+        sig.append(Signal("numbers_in_outputs", nums, KNOWLEDGE, round(p, 4), round(w["numbers"] * p, 4),
+                          f"{nums} numbers per 100 words of free-text outputs (fact-heavy from about {t})"))
 
-    text = " " + project.task.casefold() + " "
-    kc = [c for c in r["task_cues"]["knowledge"] if c in text]
-    bc = [c for c in r["task_cues"]["behaviour"] if c in text]
+    kc = [c for c in r["task_cues"]["knowledge"] if _cue_in(c, project.task)]
+    bc = [c for c in r["task_cues"]["behaviour"] if _cue_in(c, project.task)]
     if kc or bc:
         lean = (len(kc) - len(bc)) / (len(kc) + len(bc))
         sig.append(Signal("task_text_cues", f"knowledge {kc}, behaviour {bc}",
                           KNOWLEDGE if lean > 0 else BEHAVIOUR if lean < 0 else NEUTRAL, abs(lean), w["task_text"],
-                          f"task text mentions {', '.join(repr(c) for c in kc + bc)}"))
+                          f"task text mentions {', '.join(repr(c.rstrip('*')) for c in kc + bc)}"))
     c = project.constraints
     if c.facts_change in ("monthly", "weekly", "daily"):
         sig.append(Signal("facts_change", c.facts_change, KNOWLEDGE, 1.0, w["facts_change"],
@@ -160,9 +179,27 @@ def goal_signals(project: Project, train: FileProfile, rubric: dict, use_embeddi
         num += s.weight * s.strength * target + s.weight * (1 - s.strength) * 0.5
         den += s.weight
     score = round(num / den, 4) if den else 0.5
+    k = sum(s.weight * s.strength for s in sig if s.points_to == KNOWLEDGE)
+    bh = sum(s.weight * s.strength for s in sig if s.points_to == BEHAVIOUR)
+    disagreement = round(2 * min(k, bh) / (k + bh), 4) if k + bh else 0.0
     lean = KNOWLEDGE if score >= value(r, "thresholds", "knowledge_score_rag") else (
         BEHAVIOUR if score <= value(r, "thresholds", "behaviour_score_max") else "mixed")
-    return {"knowledge_score": score, "leaning": lean, "signals": [s.to_dict() for s in sig], **docs_info}
+    return {"knowledge_score": score, "leaning": lean, "disagreement": disagreement,
+            "signals": [s.to_dict() for s in sig], **docs_info}
+
+
+def logistic(x: float) -> float:
+    """The logistic ramp: 0.5 at a threshold, 0.12 / 0.88 one width below / above it."""
+    if x < -50:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _cue_in(cue: str, task: str) -> bool:
+    """A task-text cue as whole words ('cite' is not in 'cited'); a trailing * matches a word stem."""
+    stem = cue.endswith("*")
+    pat = r"\b" + re.escape(cue.rstrip("*").casefold()) + ("" if stem else r"\b")
+    return re.search(pat, task.casefold()) is not None
 
 
 def docs_dir_has_files(path: Path | None) -> bool:

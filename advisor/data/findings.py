@@ -64,11 +64,15 @@ CODES: dict[str, tuple[str, str]] = {
     "leakage_exact": (WARNING, "an eval record also appears in train"),
     "leakage_normalised": (WARNING, "an eval input equals a train input after normalising"),
     "leakage_ngram": (WARNING, "most 13-grams of an eval record occur in train (lm-eval-harness decontamination)"),
+    "leakage_output": (WARNING, "an eval output occurs in train under another input"),
+    "leakage_template": (INFO, "an eval record shares only boilerplate (a template, a skeleton) with train"),
+    "eval_group_in_train": (INFO, "an eval record's group (document, conversation) also has records in train"),
     # outputs
     "label_imbalance": (WARNING, "label classes are strongly imbalanced"),
     "rare_label": (WARNING, "a label has very few examples"),
     "invalid_json_output": (WARNING, "an output looks like JSON but does not parse"),
     "inconsistent_json_structure": (WARNING, "JSON outputs do not share one key structure"),
+    "output_form_mismatch": (WARNING, "an output is in another form (JSON, SQL, code, text) than the task asks for or most outputs follow"),
     "refusal_like": (INFO, "the output reads like a refusal"),
     "eval_label_unseen": (WARNING, "an eval label never occurs in train"),
 }
