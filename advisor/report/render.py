@@ -20,7 +20,7 @@ from pathlib import Path
 from advisor import __version__
 from advisor.files import write_output
 from advisor.report import charts
-from advisor.report.decision import higher_is_better
+from advisor.report.decision import TESTS, higher_is_better
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 MAX_WORSE_ITEMS = 50
@@ -160,7 +160,7 @@ def render_report(data: dict) -> str:
         project=data.get("project") or {}, assessment=a or None, eval=ev or None, train=train,
         train_estimate=est, gate=data.get("gate"), canary=ev.get("canary"), worse=_worse(data),
         metric_names=metric_names, charts=_charts(data, metric_names), decision=data.get("decision"),
-        directions=directions, comparisons=comparisons, same_scores=same,
+        directions=directions, comparisons=comparisons, same_scores=same, tests=TESTS,
         hyperparameters=_config_rows((train or {}).get("config")),
         repro={k: _cut(v, 6000) for k, v in (data.get("repro") or {}).items()},
         pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
