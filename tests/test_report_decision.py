@@ -173,5 +173,5 @@ def test_direction_aware_colours_and_no_rows_for_identical_candidates():
     assert "perplexity <span class=\"dir\">↓ lower is better</span>" in html
     row = re.search(r"<td class=\"n good\">-17\.500</td>", html)
     assert row, "a falling perplexity is an improvement"
-    assert "+0.000" not in html and "base:few-shot and base:zero-shot score the same on every item" in html
+    assert "+0.000" not in html and "base:few-shot and base:zero-shot do not differ on perplexity" in html
     assert "1,200" in html and "1,100 / 60 / 40" in html and "&lt; 0.001" in html

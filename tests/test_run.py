@@ -255,3 +255,9 @@ def test_run_ends_with_the_outcome_and_json_says_the_same(tmp_path, tiny_model_d
     assert rest[0] == f"  gates     {out['gates']['status']}: accuracy >= 0.6 {out['gates']['gates'][0]['status']}"
     assert rest[1] == f"  decision  {out['decision']['outcome'].upper()}: {out['decision']['sentence']}"
     assert out["report"] == str(root / ".advise" / "report.html")
+    # docs/ci.md's fresh-checkout job: advise run, then advise gate on what it stored, with the same answer
+    g = CliRunner().invoke(main, ["gate", str(root), "--json"])
+    assert g.exit_code == (0 if out["gates"]["status"] == "pass" else 1), g.output
+    gated = json.loads(g.stdout)
+    assert gated["status"] == out["gates"]["status"]
+    assert [(x["gate"], x["status"]) for x in gated["gates"]] == [(x["gate"], x["status"]) for x in out["gates"]["gates"]]

@@ -256,6 +256,8 @@ def decide(project: Project, store: Store, ev: dict | None, gate: dict | None, t
     test = TESTS.get(d.get("test") or "", d.get("test") or "")
     effect = (f"{num(delta, True)} {m} [{num(ci[0], True)}, {num(ci[1], True)}]" if ci
               else f"{num(delta, True)} {m}") + f", {test + ' ' if test else ''}{p_text(p)}, {n:,} items"
+    if delta == 0 and d.get("wins") == 0 and d.get("losses") == 0:
+        effect = f"the same {m} on every one of {n:,} items"
     gates_text, gates_ok = _gates_text(gate)
     lost = comp.get("regressions_total")
     worse_text = None if lost is None else ("no item got worse" if lost == 0 else

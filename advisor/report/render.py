@@ -92,15 +92,26 @@ def _pval(p) -> str:
     return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def _identical(d: dict) -> bool:
+    """No difference at all: equal on every item (no wins, no losses) or, for corpus-level metrics that
+    count none, a zero difference with a zero-width interval."""
+    if d.get("delta") != 0:
+        return False
+    if d.get("wins") is not None or d.get("losses") is not None:
+        return not d.get("wins") and not d.get("losses")
+    ci = d.get("ci")
+    return bool(ci) and ci[0] == 0 and ci[1] == 0
+
+
 def _comparisons(ev: dict, directions: dict[str, bool], alpha: float = 0.05) -> tuple[list[dict], list[str]]:
-    """Rows of the paired-comparisons table, coloured in each metric's direction; pairs whose scores are
-    equal on every item are not rows (a 0.000 difference between identical answers says nothing) but
-    one note each."""
-    rows, same = [], []
+    """Rows of the paired-comparisons table, coloured in each metric's direction; a pair that does not
+    differ on a metric is not a row (a 0.000 difference between identical answers says nothing) but one
+    note per pair."""
+    rows, same = [], {}
     for c in ev.get("comparisons") or []:
         for m, d in (c.get("metrics") or {}).items():
-            if d.get("delta") == 0 and d.get("wins") == 0 and d.get("losses") == 0:
-                same.append(f"{c['b']} and {c['a']} score the same on every item ({m}).")
+            if _identical(d):
+                same.setdefault((c["a"], c["b"]), []).append(m)
                 continue
             hib = d.get("higher_is_better", directions.get(m, True))
             delta, p = d.get("delta"), d.get("p_value")
@@ -108,7 +119,8 @@ def _comparisons(ev: dict, directions: dict[str, bool], alpha: float = 0.05) -> 
             if delta is not None and delta != 0 and p is not None and p < alpha:
                 tone = "good" if (delta > 0) == bool(hib) else "bad"
             rows.append({"a": c["a"], "b": c["b"], "metric": m, "hib": hib, "d": d, "tone": tone})
-    return rows, list(dict.fromkeys(same))
+    notes = [f"{b} and {a} do not differ on {', '.join(ms)}: the same score on every item." for (a, b), ms in same.items()]
+    return rows, notes
 
 
 def _config_rows(config) -> list[tuple[str, str]]:
