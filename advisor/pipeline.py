@@ -69,6 +69,7 @@ class PipelineResult:
     report: str | None = None
     plan: dict | None = None
     blockers: list[str] = field(default_factory=list)
+    outcome: dict | None = None  # the answer: verdict, each candidate's primary metric, gates, decision, report
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -157,9 +158,36 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
             else:
                 result.stages["train"] = f"skipped (verdict {chosen})"
         result.status = "done" if until in (None, "report") else "stopped"
-    result.report = str(_report(project, report_path, result))
+    path, data = _report(project, report_path, result)
+    result.report = str(path)
     result.stages["report"] = "ran"
+    result.outcome = outcome(project, data, result.report)
     return result
+
+
+def outcome(project, data: dict, report: str) -> dict:
+    """What the run found, from the report's data: the verdict (method, confidence), each candidate's
+    primary metric with its 95% interval, the gate outcome and the decision, and where the report is."""
+    rec = (data.get("assessment") or {}).get("recommendation") or {}
+    decision = data.get("decision") or {}
+    ev = data.get("eval") or {}
+    runs = ev.get("runs") or []
+    metric = decision.get("metric") or next((m for r in runs for m in r.get("metrics") or {}), None)
+    candidates = [{"candidate": r["candidate"], "metric": metric, "items": r.get("items"),
+                   "value": ((r.get("metrics") or {}).get(metric) or {}).get("value"),
+                   "ci": ((r.get("metrics") or {}).get(metric) or {}).get("ci")} for r in runs] if metric else []
+    gate = data.get("gate")
+    if gate:
+        gates = {"status": gate.get("status"), "gates": [{"gate": g.get("gate"), "status": g.get("status"),
+                                                          "message": g.get("message")} for g in gate.get("gates") or []]}
+    elif project.eval.gates:
+        gates = {"status": "not checked", "gates": [], "why": "no tuned candidate has eval results"}
+    else:
+        gates = {"status": "no gates", "gates": []}
+    return {"verdict": {"method": rec.get("method"), "variant": rec.get("variant"), "confidence": rec.get("confidence")},
+            "candidates": candidates, "gates": gates,
+            "decision": {k: decision.get(k) for k in ("outcome", "sentence", "candidate", "baseline")} if decision else None,
+            "report": report}
 
 
 def _stored_assessment_id(project, use_embeddings: bool) -> str | None:
@@ -213,7 +241,7 @@ def _train(project, plan, result: PipelineResult) -> None:
     result.stages["train"] = "ran (resumed)" if plan.resume else "ran"
 
 
-def _report(project, path: Path, result: PipelineResult | None) -> Path:
+def _report(project, path: Path, result: PipelineResult | None) -> tuple[Path, dict]:
 
     store = Store.for_project(project)
     try:
@@ -223,7 +251,7 @@ def _report(project, path: Path, result: PipelineResult | None) -> Path:
         data = collect(project, store, pipeline=pipeline)
     finally:
         store.close()
-    return write_report(data, path)
+    return write_report(data, path), data
 
 
 def report_only(project_dir: Path, out: Path | None = None) -> Path:
@@ -233,4 +261,4 @@ def report_only(project_dir: Path, out: Path | None = None) -> Path:
     check_output_path(out, "the report (--out)")
     if not (project.store_dir / "store.sqlite").is_file():
         raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
-    return _report(project, out or (project.store_dir / "report.html"), None)
+    return _report(project, out or (project.store_dir / "report.html"), None)[0]

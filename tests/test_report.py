@@ -5,6 +5,7 @@ import shutil
 from html import unescape
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLES
 from report_browser import open_in_browser
 
@@ -31,14 +32,28 @@ def synthetic(n_items=40):
              "items": [{"input": EVIL[i % len(EVIL)] + f" item {i}", "reference": EVIL[(i + 1) % len(EVIL)],
                         "a_output": "card_arrival", "b_output": EVIL[(i + 2) % len(EVIL)] + "x" * 3000}
                        for i in range(n_items)]}
+    ex = {kind: {"total": n, "items": [{"line": 3 + i, "input": EVIL[i % len(EVIL)] + " message " + "y" * 200,
+                                         "reference": "card_arrival", "a_output": EVIL[(i + 1) % len(EVIL)],
+                                         "b_output": "card_arrival" if kind != "lost" else "exchange_rate",
+                                         "a_score": 0.0 if kind == "won" else 1.0, "b_score": 0.0 if kind == "lost" else 1.0}
+                                        for i in range(min(3, n))]}
+          for kind, n in (("won", 29), ("lost", 1), ("tied", 10))}
+    decision = {"outcome": "ship", "headline": "tuned:lora beats base:few-shot by +0.500 accuracy [+0.310, +0.640], "
+                "McNemar p < 0.001, 40 items", "facts": ["the gate passes", "1 item got worse",
+                                                         "training took 72 s, estimated cost $0.00"],
+                "reasons": [], "candidate": "tuned:lora", "baseline": "base:few-shot", "metric": "accuracy",
+                "higher_is_better": True, "examples": ex}
     return {
         "project": a["project"] | {"name": "banking77-intents"},
+        "decision": decision,
         "assessment": a,
         "eval": {"runs": runs, "comparisons": comparisons, "worse": worse,
                  "canary": {"base:zero-shot": {"value": 0.5, "ci": [0.3, 0.7]}, "tuned:lora": {"value": 0.45, "ci": [0.25, 0.65]}}},
         "train": {"run_id": "train-1", "method": "lora", "artifact": "/x/" + EVIL[1], "train_tokens": 340000,
                   "tokens_per_second": 4700.0, "final_loss": 0.21, "peak_memory_mb": 900.0, "wall_seconds": 72.0,
-                  "loss_history": [{"step": s, "loss": 3.0 / (1 + s / 20)} for s in range(0, 200, 5)]},
+                  "loss_history": [{"step": s, "loss": 3.0 / (1 + s / 20)} for s in range(0, 200, 5)],
+                  "config": {"learning_rate": 1e-3, "max_steps": 200, "batch_size": 16, "lora_r": 16,
+                             "lora_target_modules": ["q_proj", "v_proj"], "seed": 42, "note": EVIL[2]}},
         "gate": {"status": "pass", "gates": [{"gate": "accuracy >= 0.6", "status": "pass", "message": "0.8 meets >= 0.6"}]},
         "repro": {"config": json.dumps({"lr": 1e-3, "note": EVIL[0]}), "command": "advise run sample"},
         "pipeline": {"notes": ["note " + EVIL[3]]},
@@ -54,6 +69,9 @@ def test_report_escapes_everything_and_has_a_strict_csp():
     assert 'href="javascript:' not in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     assert "{{ 7*7 }}" in html or "{{ 7*7 }}".replace("{", "&#123;") in html
+    # the shipped stylesheet goes in as it is: escaped, its child selectors and quoted fonts would not apply
+    css = (Path(__file__).parents[1] / "advisor" / "report" / "templates" / "report.css").read_text()
+    assert f"<style>{css}</style>" in html and ".scroll > table" in css
 
 
 def test_report_under_1mb_for_1000_items(tmp_path):
@@ -75,14 +93,42 @@ def test_report_in_headless_chromium(tmp_path):
     assert '<script>alert("x")</script>' in text and '<img src=x onerror="alert(2)">' in text
     # banking77's leakage (11 of 308) is within the metric's CI: a warning, not a blocker
     assert "LORA" in text and "Warnings" in text and "11 of 308 eval records" in text and "built-in method" not in text
+    assert text.index("SHIP") < text.index("Verdict") and "Examples side by side" in text
+    assert "Hyperparameters" in text and "learning rate" in text
     img = Image.open(tmp_path / "shot.png").convert("RGB")
     assert img.width == 1280 and img.height > 2000
-    # the verdict box is drawn: its green border colour (#1a7f37) is on the screenshot
-    top = img.crop((0, 0, img.width, 600))
+    # the decision box is drawn first: its green border colour (#1a7f37) is on the top of the screenshot
+    top = img.crop((0, 0, img.width, 400))
     colours = top.getcolors(maxcolors=1 << 24)
     assert any(abs(r - 0x1A) < 8 and abs(g - 0x7F) < 8 and abs(b - 0x37) < 8 for _, (r, g, b) in colours)
 
 
 def test_report_fits_a_phone_screen(tmp_path):
+    from PIL import Image
+
     page = open_in_browser(write_report(synthetic(), tmp_path / "report.html"), tmp_path / "phone.png", width=390)
+    shutil.copy(tmp_path / "phone.png", "/tmp/advise-report-phone.png") if Path("/tmp").is_dir() else None
     assert page["scroll_width"] <= 400  # no page-wide horizontal scrolling; wide tables scroll in place
+    assert page["console"] == [] and page["page_errors"] == [] and page["dialogs"] == []
+    assert page["requests"] == [(tmp_path / "report.html").resolve().as_uri()]
+    assert Image.open(tmp_path / "phone.png").width == 390
+
+
+def test_report_prints(tmp_path):
+    """Printed (print media): no navigation, nothing cut off in scroll boxes, the decision on page one."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from report_browser import CHROMIUM_ARGS, chromium_path
+
+    html = write_report(synthetic(), tmp_path / "report.html")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(html.resolve().as_uri())
+            page.emulate_media(media="print")
+            assert page.locator("nav.toc").is_hidden()
+            assert page.evaluate("getComputedStyle(document.querySelector('.scroll')).overflowX") == "visible"
+            pdf = page.pdf(format="A4")
+        finally:
+            browser.close()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000

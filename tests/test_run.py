@@ -225,3 +225,43 @@ def test_models_tiny_exist_ok_keeps_a_built_model(tiny_model_dir):
     assert (tiny_model_dir / "model.safetensors").stat().st_mtime_ns == before
     r = CliRunner().invoke(main, ["models", "tiny", str(tiny_model_dir)])
     assert r.exit_code == 2 and "already holds a model" in r.stderr
+
+
+def test_run_ends_with_the_outcome_and_json_says_the_same(tmp_path, tiny_model_dir):
+    """The last lines of `advise run` are the answer (verdict, each candidate's primary metric with its 95%
+    interval, the gates, the decision, the report), not the stages; --json carries the same facts."""
+    root = project_copy(tmp_path, "ticket-routing-tiny", tiny_model_dir, train={"max_steps": 3},
+                        eval={"max_items": 12, "max_new_tokens": 6})
+    r = run(root)
+    assert r.exit_code == 0, r.output
+    tail = r.stdout[r.stdout.index("\noutcome:\n") + 1:].splitlines()[1:]
+    assert tail[0].startswith("  verdict   lora") and ", confidence 0." in tail[0]
+    summary = json.loads(CliRunner().invoke(main, ["eval", str(root), "--json"]).stdout)
+    assert tail[1] == f"  {summary['primary_metric']} (95% interval):"
+    width = max(len(x["candidate"]) for x in summary["runs"])
+    for line, x in zip(tail[2:], summary["runs"], strict=False):
+        m = x["metrics"][summary["primary_metric"]]
+        assert line == f"    {x['candidate']:<{width}}  {m['value']:,.3f} [{m['ci'][0]:,.3f}, {m['ci'][1]:,.3f}]"
+    names = [x["candidate"] for x in summary["runs"]]
+    assert "tuned:lora" in names and "base:zero-shot" in names
+    rest = tail[2 + len(names):]
+    assert rest[0].startswith("  gates     ") and "accuracy >= 0.6 " in rest[0]
+    assert rest[1].split(":")[0] in ("  decision  SHIP", "  decision  DO NOT SHIP", "  decision  INCONCLUSIVE")
+    assert rest[2] == f"  report    {root / '.advise' / 'report.html'}" and rest[2] == tail[-1]
+
+    out = json.loads(run(root, "--json").stdout)["outcome"]  # everything cached: the same answer
+    assert out["verdict"]["method"] == "lora" and 0 < out["verdict"]["confidence"] <= 1
+    assert [c["candidate"] for c in out["candidates"]] == names
+    for c, x in zip(out["candidates"], summary["runs"], strict=True):
+        assert c["metric"] == summary["primary_metric"] and c["value"] == x["metrics"][c["metric"]]["value"]
+        assert c["ci"] == x["metrics"][c["metric"]]["ci"]
+    assert out["gates"]["status"] in ("pass", "fail") and out["gates"]["gates"][0]["gate"] == "accuracy >= 0.6"
+    assert rest[0] == f"  gates     {out['gates']['status']}: accuracy >= 0.6 {out['gates']['gates'][0]['status']}"
+    assert rest[1] == f"  decision  {out['decision']['outcome'].upper()}: {out['decision']['sentence']}"
+    assert out["report"] == str(root / ".advise" / "report.html")
+    # docs/ci.md's fresh-checkout job: advise run, then advise gate on what it stored, with the same answer
+    g = CliRunner().invoke(main, ["gate", str(root), "--json"])
+    assert g.exit_code == (0 if out["gates"]["status"] == "pass" else 1), g.output
+    gated = json.loads(g.stdout)
+    assert gated["status"] == out["gates"]["status"]
+    assert [(x["gate"], x["status"]) for x in gated["gates"]] == [(x["gate"], x["status"]) for x in out["gates"]["gates"]]

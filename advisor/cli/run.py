@@ -53,9 +53,40 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_
             click.echo(f"note: {n}")
         for b in res.blockers:
             click.echo(f"blocker: {b}")
-        click.echo(res.report)
+        _print_outcome(res.outcome)
     if res.status == "blocked":
         sys.exit(EXIT_BLOCKED)
+
+
+def _ci(c: dict) -> str:
+    if c.get("value") is None:
+        return "–"
+    ci = c.get("ci")
+    return f"{c['value']:,.3f}" + (f" [{ci[0]:,.3f}, {ci[1]:,.3f}]" if ci else "")
+
+
+def _print_outcome(o: dict) -> None:
+    """The answer, last: the verdict, each candidate's primary metric (95% interval), the gates, the
+    decision and the report's path."""
+    v = o["verdict"]
+    click.echo("outcome:")
+    conf = f", confidence {v['confidence']:.2f}" if v.get("confidence") is not None else ""
+    click.echo(f"  verdict   {v['method']}{' (' + v['variant'] + ')' if v.get('variant') else ''}{conf}")
+    if o["candidates"]:
+        width = max(len(c["candidate"]) for c in o["candidates"])
+        click.echo(f"  {o['candidates'][0]['metric']} (95% interval):")
+        for c in o["candidates"]:
+            click.echo(f"    {c['candidate']:<{width}}  {_ci(c)}")
+    else:
+        click.echo("  candidates: none evaluated")
+    g = o["gates"]
+    if g["gates"]:
+        click.echo(f"  gates     {g['status']}: " + "; ".join(f"{x['gate']} {x['status']}" for x in g["gates"]))
+    else:
+        click.echo(f"  gates     {g['status']}{' (' + g['why'] + ')' if g.get('why') else ''}")
+    if o.get("decision"):
+        click.echo(f"  decision  {o['decision']['outcome'].upper()}: {o['decision']['sentence']}")
+    click.echo(f"  report    {o['report']}")
 
 
 @click.command("report")

@@ -9,6 +9,7 @@ from advisor.assess.assessment import inputs_hash
 from advisor.errors import AdviseError
 from advisor.methods import estimate_row
 from advisor.project import Project
+from advisor.report.decision import decide
 from advisor.store import Store
 from evaluators.gates import NothingToGate, check_project
 from evaluators.results import stored_results
@@ -131,12 +132,14 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
     commands = [r["command"] for r in store.list_runs(limit=200) if r.get("command")]
     if commands:
         repro["commands"] = "\n".join(dict.fromkeys(reversed(commands)))
+    gate = _gate(project, store, ev)
     return {
         "project": {"name": project.name, "task": project.task, "base_model": project.base_model},
+        "decision": decide(project, store, ev, gate, train, assessment),
         "assessment": assessment,
         "eval": eval_block,
         "train": train,
-        "gate": _gate(project, store, ev),
+        "gate": gate,
         "repro": repro,
         "pipeline": pipeline,
         "eval_note": eval_note,

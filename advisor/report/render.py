@@ -1,6 +1,10 @@
 """The HTML report: one self-contained file a stakeholder can open and trust.
 
-* verdict first, then results, training, data health, cost and reproducibility;
+* the decision first (``decision.py``: ship, do not ship or inconclusive), then the verdict, results
+  (with examples side by side), training, data health, cost and reproducibility;
+* numbers read right: each metric's direction is named and colours follow it (a falling perplexity is
+  green), p-values read "< 0.001", thousands are separated, each column has one unit (in its header);
+* readable on a phone (tables scroll in place, example tables become cards) and printable;
 * every piece of data and model text is escaped (jinja2 autoescape); charts are matplotlib SVG
   inlined in the page; there are no scripts and no network requests, enforced by a strict
   Content-Security-Policy (``default-src 'none'``);
@@ -16,6 +20,7 @@ from pathlib import Path
 from advisor import __version__
 from advisor.files import write_output
 from advisor.report import charts
+from advisor.report.decision import TESTS, higher_is_better
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 MAX_WORSE_ITEMS = 50
@@ -71,6 +76,72 @@ def _worse(data: dict) -> dict | None:
     return {"a": w["a"], "b": w["b"], "items": items, "total": w.get("total", len(w["items"]))}
 
 
+def _fmt(x, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"
+
+
+def _signed(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:+,.{digits}f}"
+
+
+def _pval(p) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _identical(d: dict) -> bool:
+    """No difference at all: equal on every item (no wins, no losses) or, for corpus-level metrics that
+    count none, a zero difference with a zero-width interval."""
+    if d.get("delta") != 0:
+        return False
+    if d.get("wins") is not None or d.get("losses") is not None:
+        return not d.get("wins") and not d.get("losses")
+    ci = d.get("ci")
+    return bool(ci) and ci[0] == 0 and ci[1] == 0
+
+
+def _comparisons(ev: dict, directions: dict[str, bool], alpha: float = 0.05) -> tuple[list[dict], list[str]]:
+    """Rows of the paired-comparisons table, coloured in each metric's direction; a pair that does not
+    differ on a metric is not a row (a 0.000 difference between identical answers says nothing) but one
+    note per pair."""
+    rows, same = [], {}
+    for c in ev.get("comparisons") or []:
+        for m, d in (c.get("metrics") or {}).items():
+            if _identical(d):
+                same.setdefault((c["a"], c["b"]), []).append(m)
+                continue
+            hib = d.get("higher_is_better", directions.get(m, True))
+            delta, p = d.get("delta"), d.get("p_value")
+            tone = ""
+            if delta is not None and delta != 0 and p is not None and p < alpha:
+                tone = "good" if (delta > 0) == bool(hib) else "bad"
+            rows.append({"a": c["a"], "b": c["b"], "metric": m, "hib": hib, "d": d, "tone": tone})
+    notes = [f"{b} and {a} do not differ on {', '.join(ms)}: the same score on every item." for (a, b), ms in same.items()]
+    return rows, notes
+
+
+def _config_rows(config) -> list[tuple[str, str]]:
+    import json
+
+    if not isinstance(config, dict):
+        return []
+    out = []
+    for k, v in config.items():
+        if v is None or v == [] or v == {}:
+            continue
+        if isinstance(v, float):
+            v = f"{v:g}"
+        elif isinstance(v, int) and not isinstance(v, bool):
+            v = f"{v:,}"
+        elif not isinstance(v, str):
+            v = json.dumps(v, default=str)
+        out.append((k.replace("_", " "), v))
+    return out
+
+
 def render_report(data: dict) -> str:
     """``data``: project (dict), assessment, eval ({runs, comparisons, worse, canary}), train, gate,
     repro (dict of label -> text), pipeline ({notes, training_note})."""
@@ -81,6 +152,9 @@ def render_report(data: dict) -> str:
             if m not in metric_names:
                 metric_names.append(m)
     env = _env()
+    env.filters.update(num=_fmt, signed=_signed, pval=_pval)
+    directions = {m: higher_is_better(m, ev) for m in metric_names}
+    comparisons, same = _comparisons(ev, directions)
     css = resources.files("advisor.report").joinpath("templates", "report.css").read_text(encoding="utf-8")
     train = data.get("train")
     est = None
@@ -92,12 +166,14 @@ def render_report(data: dict) -> str:
             wh, where = est.get("wall_hours"), a["estimate"].get("hardware", {}).get("description", "")
             if est.get("cpu_hours") is not None and a["estimate"].get("hardware", {}).get("kind") != "gpu":
                 wh, where = est["cpu_hours"], "this CPU (order of magnitude)"
-            est["wall_text"] = "–" if wh is None else (f"{wh * 3600:.0f} s" if wh < 1 else f"{wh:.1f} h") + f" on {where}"
+            est["wall_seconds"], est["where"] = (None if wh is None else wh * 3600), where
     return env.get_template("report.html.jinja").render(
         csp=CSP, css=css, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         project=data.get("project") or {}, assessment=a or None, eval=ev or None, train=train,
         train_estimate=est, gate=data.get("gate"), canary=ev.get("canary"), worse=_worse(data),
-        metric_names=metric_names, charts=_charts(data, metric_names),
+        metric_names=metric_names, charts=_charts(data, metric_names), decision=data.get("decision"),
+        directions=directions, comparisons=comparisons, same_scores=same, tests=TESTS,
+        hyperparameters=_config_rows((train or {}).get("config")),
         repro={k: _cut(v, 6000) for k, v in (data.get("repro") or {}).items()},
         pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
         eval_note=data.get("eval_note"), train_note=data.get("train_note"),
