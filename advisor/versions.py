@@ -11,9 +11,11 @@ import platform
 from functools import cache
 from importlib import metadata
 
+from advisor import __version__
+
 # Every library whose version can change a result of advise (absent ones are left out).
 LIBRARIES: tuple[str, ...] = (
-    "advise", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers", "safetensors",
+    "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers", "safetensors",
     "bitsandbytes", "deepspeed", "sentence-transformers", "scikit-learn", "vllm",
 )
 
@@ -25,7 +27,8 @@ def versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
 
 @cache
 def _versions(libraries: tuple[str, ...]) -> dict[str, str]:  # installed packages do not change mid-process
-    out = {"python": platform.python_version()}
+    # advise itself: its own version (the distribution is advise-llm; PyPI's "advise" is another project)
+    out = {"python": platform.python_version(), "advise": __version__}
     for name in libraries:
         try:
             out[name] = metadata.version(name)

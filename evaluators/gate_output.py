@@ -60,15 +60,15 @@ def print_table(result: dict, suite: str, console=None) -> None:
 
     con = console or Console()
     style = {"pass": "green", "fail": "bold red", "warn": "yellow"}
-    t = Table(title=f"advise gate: {suite} — {result['candidate']} ({result['items']} items)")
+    t = Table(title=Text(f"advise gate: {suite} — {result['candidate']} ({result['items']} items)"))
     t.add_column("gate")
     t.add_column("status")
     t.add_column("observed", justify="right")
     t.add_column("detail")
     for r in result["gates"]:
         obs = r.get("observed")
-        t.add_row(r["gate"], Text(r["status"].upper(), style=style[r["status"]]), "" if obs is None else str(obs),
-                  r["message"])
+        t.add_row(Text(str(r["gate"])), Text(r["status"].upper(), style=style[r["status"]]),
+                  "" if obs is None else Text(str(obs)), Text(str(r["message"])))
     con.print(t)
     con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
                    style=style[result["status"]]))

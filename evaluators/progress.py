@@ -18,7 +18,7 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.console = console or Console(stderr=True)
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self._p = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console,
                                transient=False)
             self._p.start()

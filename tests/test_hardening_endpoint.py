@@ -89,3 +89,13 @@ def test_a_deeply_nested_reply_is_an_error_not_a_recursion_error(root, hostile):
     assert r.exit_code == 2, r.stdout
     line, = r.stderr.strip().splitlines()
     assert "nested too deeply" in line and "RecursionError" not in r.stderr
+
+
+def test_markup_in_a_model_name_is_printed_as_text(root, hostile):
+    """Rich markup in a name (`org/[/]m`) crashed the eval tables with exit 70; it is data, shown as is."""
+    ep, _ = hostile
+    args = ["eval", str(root), "--endpoint", ep.url("ok"), "--endpoint-model", "org/[/]m[bold]x", "--max-items", "4",
+            "--strategy", "zero-shot", "--canary", "none", "--retries", "0", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "endpoint:org/[/]m[bold]x:zero-shot" in r.stdout.replace("\n", "")

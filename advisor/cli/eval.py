@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from advisor.cli.main import guard, project_arg
+from advisor.cli.views import plain
 from advisor.errors import AdviseError
 from advisor.project import load_project
 from evaluators import options
@@ -50,7 +51,7 @@ def print_eval(result: dict, console=None) -> None:
     metrics = [m for m in result["metrics"] if m != "judge_pairwise"]
     primary = result.get("primary_metric") or (metrics[0] if metrics else None)
     others = [m for m in metrics if m != primary][:2]
-    t = Table(title=f"{result['project']}: {result['items']} eval items, {result['task_kind']}")
+    t = Table(title=plain(f"{result['project']}: {result['items']} eval items, {result['task_kind']}"))
     t.add_column("candidate", no_wrap=True)
     t.add_column("items", justify="right", no_wrap=True)
     if primary:
@@ -59,7 +60,7 @@ def print_eval(result: dict, console=None) -> None:
         t.add_column(m, justify="right")
     t.add_column("cached/new", justify="right")
     for r in result["runs"]:
-        cells = [r["candidate"], f"{r['items']}" + (f" ({r['errors']} failed)" if r["errors"] else "")]
+        cells = [plain(r["candidate"]), f"{r['items']}" + (f" ({r['errors']} failed)" if r["errors"] else "")]
         if primary:
             md = r["metrics"].get(primary) or {}
             cells.append(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip())
@@ -68,7 +69,7 @@ def print_eval(result: dict, console=None) -> None:
         t.add_row(*cells)
     console.print(t)
     if result["comparisons"]:
-        c = Table(title=f"paired comparisons on the items both answered: {primary} of b - a")
+        c = Table(title=plain(f"paired comparisons on the items both answered: {primary} of b - a"))
         c.add_column("a -> b", overflow="fold")
         for col in ("delta [95% CI]", "p", "W/L/T", "worse"):
             c.add_column(col, justify="right", no_wrap=True)
@@ -79,7 +80,7 @@ def print_eval(result: dict, console=None) -> None:
                     continue
                 wlt = "/".join(str(md.get(k)) for k in ("wins", "losses", "ties")) if md.get("wins") is not None else ""
                 label = f"{comp['a']} -> {comp['b']}" if m == primary else "  (judge_pairwise)"
-                c.add_row(label, f"{_fmt(md.get('delta'))} {_ci(md.get('ci'))}", _p(md.get("p_value")), wlt,
+                c.add_row(plain(label), f"{_fmt(md.get('delta'))} {_ci(md.get('ci'))}", _p(md.get("p_value")), wlt,
                           str(comp.get("regressions_total", "")) if m == primary else "")
         console.print(c)
     canary = result.get("canary")
@@ -89,15 +90,15 @@ def print_eval(result: dict, console=None) -> None:
         for m in canary["metrics"]:
             k.add_column(m, justify="right", no_wrap=True)
         for r in canary["runs"]:
-            k.add_row(r["candidate"], *[f"{_fmt(r['metrics'][m]['value'])} {_ci(r['metrics'][m]['ci'])}"
+            k.add_row(plain(r["candidate"]), *[f"{_fmt(r['metrics'][m]['value'])} {_ci(r['metrics'][m]['ci'])}"
                                         for m in canary["metrics"]])
         console.print(k)
         for comp in canary.get("comparisons", []):
             m = canary["metrics"][0]
             md = comp["metrics"][m]
             flag = "FORGETTING" if comp.get("forgetting") else "no significant loss"
-            console.print(f"canary {comp['a']} -> {comp['b']}: {m} {_fmt(md.get('delta'))} {_ci(md.get('ci'))}, "
-                          f"p {_p(md.get('p_value'))}: {flag}")
+            console.print(plain(f"canary {comp['a']} -> {comp['b']}: {m} {_fmt(md.get('delta'))} {_ci(md.get('ci'))}, "
+                                f"p {_p(md.get('p_value'))}: {flag}"))
     secs = result.get("seconds", {})
     console.print(f"[dim]{secs.get('total', 0):.1f} s (metrics {secs.get('metrics', 0):.2f} s); per-item "
                   f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")

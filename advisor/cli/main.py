@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from advisor import __version__
+
 EXIT_USAGE = 2
 
 
@@ -107,7 +109,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="advise")
+@click.version_option(version=__version__, prog_name="advise")
 def main():
     """Decide whether and how to customise a language model: prompting, RAG, LoRA, full
     fine-tuning or RLHF, for YOUR task and data, before you spend money.

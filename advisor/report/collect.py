@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 
 from advisor.assess.assessment import inputs_hash
 from advisor.errors import AdviseError
@@ -11,6 +10,7 @@ from advisor.methods import estimate_row
 from advisor.project import Project
 from advisor.report.decision import decide
 from advisor.store import Store
+from advisor.versions import versions
 from evaluators.gates import NothingToGate, check_project
 from evaluators.results import stored_results
 
@@ -59,18 +59,6 @@ def _gate(project: Project, store: Store, ev: dict) -> dict | None:
         return {"status": "error", "gates": [{"gate": "gates", "status": "fail", "message": e.render()}]}
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("advise", "torch", "transformers", "peft", "trl", "sentence-transformers", "scikit-learn"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> dict:
 
     assessment, stale = _current_assessment(project, store)
@@ -115,7 +103,7 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
             "path": assessment["data"][k]["path"], "examples": assessment["data"][k]["examples"]}
             for k in ("train", "eval")}, indent=1),
         "base model": json.dumps({"id": project.base_model, "revision": (train or {}).get("base_model_revision")}),
-        "versions": json.dumps(_versions(), indent=1),
+        "versions": json.dumps(versions(), indent=1),
     }
     if train:
         repro["training config"] = json.dumps(train.get("config"), indent=1, default=str)
