@@ -39,8 +39,9 @@ import yaml
 from pydantic import BaseModel
 
 from advisor.hf import cached_snapshot
-from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS
+from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS, plugin_for
 from advisor.rubric import load_rubric, value
+from advisor.training import run_settings
 
 __all__ = ["METHODS", "Hardware", "estimate", "model_parameters", "parse_hardware"]
 
@@ -652,6 +653,18 @@ def _assumptions(max_length: int, batch_size: int, lora_r: int) -> dict[str, Any
     }
 
 
+def _training_settings(method: str, train: dict | None, train_examples: int, given: dict[str, Any]) -> dict[str, Any]:
+    """The epochs, batch size, max_length, lora_r and max_steps the row of ``method`` assumes.
+
+    With the project's ``train`` keys (only those the user wrote): what the plugin that trains the row
+    will run with (advisor.training: the plugin's defaults overridden by those keys; rlhf is the dpo
+    plugin), so the estimate and the run describe the same training. Without them: ``given`` (the
+    arguments of estimate(), the same for every row)."""
+    if train is None:
+        return {**given, "plugin": plugin_for(method)}
+    return run_settings(plugin_for(method), train, train_examples)
+
+
 def estimate(
     *,
     methods: list[str],
@@ -667,6 +680,8 @@ def estimate(
     batch_size: int = 16,
     docs_tokens: int = 0,
     preference_tokens_per_epoch: int | None = None,
+    train: dict | None = None,
+    train_examples: int = 0,
 ) -> dict[str, Any]:
     """Tokens, FLOPs, GPU-hours, dollars and memory for each method in ``methods`` (in that order).
 
@@ -674,7 +689,10 @@ def estimate(
     ``docs_tokens`` the tokens of the reference documents a RAG index would embed;
     ``preference_tokens_per_epoch`` the tokens of the chosen plus the rejected sequences a DPO epoch
     processes (default: twice ``train_tokens_per_epoch``, i.e. a rejected answer as long as the chosen).
-    Raises ``ValueError`` for an unknown method or GPU name and for negative sizes. The returned dict
+    ``train`` (project.yaml's ``train:`` keys as written) and ``train_examples`` make each training row
+    use the settings its plugin will run with (see ``_training_settings``) instead of ``epochs``,
+    ``max_length``, ``lora_r`` and ``batch_size``. Raises ``ValueError`` for an unknown method or GPU
+    name and for negative sizes. The returned dict
     is JSON-serialisable.
     """
     unknown = [m for m in methods if m not in METHODS]
@@ -710,10 +728,11 @@ def estimate(
 
     cpu_max_hours = float(value(load_rubric("decision"), "thresholds", "cpu_training_max_hours"))
 
-    train_tokens = train_tokens_per_epoch * epochs
     pref_per_epoch = (2 * train_tokens_per_epoch if preference_tokens_per_epoch is None
                       else preference_tokens_per_epoch)
-    dpo_tokens = pref_per_epoch * epochs
+    given = {"max_steps": None, "epochs": epochs, "passes": epochs, "batch_size": batch_size, "grad_accum": 1,
+             "max_length": max_length, "lora_r": lora_r}
+    settings = {m: _training_settings(m, train, train_examples, given) for m in METHODS}
     f_full = _const("compute", "flops_per_token", "full")
     f_lora = _const("compute", "flops_per_token", "lora")
     f_ref = _const("compute", "flops_per_token", "dpo_reference_forward")
@@ -725,14 +744,19 @@ def estimate(
         if n is None or arch is None:
             return None
         if method not in fit_cache:
-            fit_cache[method] = _fit_micro_batch(method, n, arch, seq=max_length, batch_size=batch_size,
-                                                 lora_r=lora_r, hw=hw)
+            s = settings[method]
+            fit_cache[method] = _fit_micro_batch(method, n, arch, seq=s["max_length"], batch_size=s["batch_size"],
+                                                 lora_r=s["lora_r"], hw=hw)
         return fit_cache[method]
 
     entries = []
     for method in methods:
         entry: dict[str, Any] = {"method": method}
         notes: list[str] = []
+        run = settings[method]
+        # rlhf: LoRA SFT with the lora plugin's settings, then DPO with the dpo plugin's
+        train_tokens = train_tokens_per_epoch * (settings["lora"] if method == "rlhf" else run)["passes"]
+        dpo_tokens = pref_per_epoch * run["passes"]
         fitted = fit(method)
         mem_gb = _sig(sum(fitted[1].values()), 4) if fitted else None
 
@@ -765,8 +789,10 @@ def estimate(
                 }
                 notes.append("rlhf is estimated as LoRA SFT followed by LoRA DPO; full-parameter DPO "
                              "costs 8·N per pair token and needs a separate reference copy (+2 bytes/param)")
-            entry.update({"train_tokens": _tokens(tokens), "flops": _sig(flops), "flops_formula": formula})
+            entry.update({"train_tokens": _tokens(tokens), "flops": _sig(flops), "flops_formula": formula,
+                          "training": run})
             if phases:
+                phases["sft"]["training"], phases["dpo"]["training"] = settings["lora"], run
                 entry["phases"] = phases
             overhead = float(_const("compute", "qlora_time_overhead")) if method == "qlora" else 1.0
             if method == "qlora":
@@ -842,10 +868,10 @@ def estimate(
             entry["memory_gb"] = mem_gb
             entry["memory_breakdown_gb"] = {k: _sig(v, 4) for k, v in parts.items()}
             entry["micro_batch"] = mb if method in TRAINING_METHODS else None
-            entry["gradient_accumulation"] = (math.ceil(batch_size / mb) if method in TRAINING_METHODS
+            entry["gradient_accumulation"] = (math.ceil(run["batch_size"] / mb) if method in TRAINING_METHODS
                                               else None)
             entry["fits"] = fits
-            entry["fits_note"] = _fits_note(method, hw, fits, mem_gb, mb, batch_size, entry.get("cpu_hours"),
+            entry["fits_note"] = _fits_note(method, hw, fits, mem_gb, mb, run["batch_size"], entry.get("cpu_hours"),
                                             cpu_tflops)
             if method in ("lora", "full") and fits is False and hw.kind == "gpu":
                 for cheaper in (("lora", "qlora") if method == "full" else ("qlora",)):
@@ -918,7 +944,8 @@ def estimate(
         "hardware": hw_out,
         "inputs": {"train_tokens_per_epoch": train_tokens_per_epoch, "epochs": epochs,
                    "max_length": max_length, "batch_size": batch_size, "lora_r": lora_r,
-                   "docs_tokens": docs_tokens, "budget_usd": budget_usd, "on_prem": on_prem},
+                   "docs_tokens": docs_tokens, "budget_usd": budget_usd, "on_prem": on_prem,
+                   "train": train, "train_examples": train_examples},
         "methods": entries,
     }
 
