@@ -23,7 +23,7 @@ from advisor.report.collect import collect
 from advisor.report.render import write_report
 from advisor.store import Store
 from evaluators.runner import run_eval
-from trainers.base import plugin_names
+from trainers import plugin_names
 from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
 
 STAGES = ("assess", "baseline", "train", "tuned", "report")

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advisor.errors import AdviseError
 from advisor.methods import METHODS
+from advisor.training import LoraFields, TrainingFields
 
 PROJECT_FILE = "project.yaml"
 STORE_DIR = ".advise"
@@ -77,17 +78,12 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(64, ge=1, le=4096)
 
 
-class TrainSpec(BaseModel):
-    """Common hyperparameters; plugins may read extra keys of their own."""
+class TrainSpec(TrainingFields, LoraFields):
+    """project.yaml's ``train:`` block: the training hyperparameters defined once in advisor.training
+    (validated here, with the line of a bad key, under the same limits the plugins apply) and any keys
+    of a plugin's own, which that plugin validates when it trains."""
 
     model_config = ConfigDict(extra="allow")
-    max_steps: StrictInt | None = Field(None, ge=1, le=100_000_000)
-    epochs: float | None = Field(None, gt=0)
-    learning_rate: float = Field(2.0e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8)
-    lora_r: int = Field(16, ge=1)
-    seed: StrictInt = Field(42, ge=0, le=2**32 - 1)
 
 
 class Project(_Strict):

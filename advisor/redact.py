@@ -19,9 +19,8 @@ import re
 import sqlite3
 import threading
 from functools import cache
-from importlib import resources
 
-import yaml
+from advisor.rubric import load_rubric
 
 MASK = "***"
 MIN_SECRET = 6  # shorter values are not registered: replacing them would mangle ordinary text
@@ -38,8 +37,7 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/
 
 @cache
 def _key_shapes() -> re.Pattern | None:
-    text = resources.files("rubrics").joinpath("secrets.yaml").read_text(encoding="utf-8")
-    shapes = [s["pattern"] for s in (yaml.safe_load(text) or {}).get("key_shapes", [])]
+    shapes = [s["pattern"] for s in load_rubric("secrets").get("key_shapes", [])]
     return re.compile("|".join(f"(?:{p})" for p in shapes)) if shapes else None
 
 

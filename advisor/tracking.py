@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdviseError
+from advisor.store import Store
 
 EXPERIMENT_PREFIX = "advise"
 _KEY = re.compile(r"[^\w.\- /]")
@@ -165,8 +166,6 @@ def tracking_uri(project, override: str | None = None) -> str | None:
 
 def track_train(project, run_id: str, override: str | None = None) -> str | None:
     """Log a finished training run of the project's store to MLflow, when tracking is on."""
-    from advisor.store import Store
-
     uri = tracking_uri(project, override)
     if uri is None:
         return None

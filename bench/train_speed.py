@@ -95,7 +95,7 @@ def worker_trl(model: str, steps: int | None, matched: bool) -> dict:
 
     from advisor.data.dataset import load_project_data
     from advisor.project import load_project
-    from trainers.base import sft_rows
+    from trainers import sft_rows
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-trl-"))
     try:
@@ -330,9 +330,9 @@ def main() -> None:
 
 
 def _cpu() -> str:
-    from trainers.base import _cpu_name
+    from trainers import cpu_name
 
-    return _cpu_name()
+    return cpu_name()
 
 
 def _plot(defaults: dict, out: Path) -> None:

@@ -2,7 +2,7 @@
 
 from advisor.data.records import Record
 from evaluators.backends.transformers import render_prompt
-from trainers.base import preference_rows, sft_rows
+from trainers import preference_rows, sft_rows
 
 
 class PlainTokenizer:

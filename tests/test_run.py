@@ -31,6 +31,8 @@ def run(*args):
 
 
 def kinds(root):
+    if not (root / ".advise" / "store.sqlite").is_file():
+        return []  # refused before anything was written
     db = sqlite3.connect(root / ".advise" / "store.sqlite")
     try:
         return [k for (k,) in db.execute("SELECT kind FROM runs")]

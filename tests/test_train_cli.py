@@ -71,7 +71,7 @@ def test_plugins_lists_the_builtins_with_their_configs():
 
 def test_plugin_config_from_project_yaml():
     from advisor.project import parse_project
-    from trainers.base import build_config, get_plugin
+    from trainers import build_config, get_plugin
 
     proj = parse_project(yaml.safe_dump({"name": "p", "task": "t", "data": {"train": "d.jsonl"},
                                          "train": {"epochs": 2, "lora_r": 4, "beta": 0.3}}), Path("."),
@@ -129,9 +129,19 @@ def test_unknown_plugin(ticket):
 
 
 def test_invalid_hyperparameters_name_project_yaml_and_the_key(ticket):
+    # a common key (advisor.training) is checked when the project loads, under the plugins' own limits
     _edit(ticket, train={"lora_dropout": 1.5})
-    line = _refused(ticket, "--method", "lora", match="train.lora_dropout: expected less than 1")
-    assert "project.yaml:" in line and "(for the lora plugin)" in line
+    line = _refused(ticket, "--method", "lora", match="train.lora_dropout expected less than 1")
+    assert "project.yaml:" in line
+    _edit(ticket, train={"lora_dropout": 0.0, "batch_size": 65537})
+    _refused(ticket, "--method", "lora", match="train.batch_size expected less than or equal to 65536")
+    # a plugin's own key, when that plugin trains
+    _edit(ticket, train={"batch_size": 8, "beta": 0})
+    line = _refused(ticket, "--method", "dpo", match="train.beta: expected greater than 0 (for the dpo plugin)")
+    assert "project.yaml:" in line
+    cfg = yaml.safe_load((ticket / "project.yaml").read_text())
+    cfg["train"].pop("beta")
+    (ticket / "project.yaml").write_text(yaml.safe_dump(cfg))
     _edit(ticket, train={"lora_dropout": 0.0, "learnin_rate": 0.1})
     _refused(ticket, "--method", "lora", match="train.learnin_rate is not a hyperparameter of any installed")
     _edit(ticket, train={"learnin_rate": None})

@@ -1,9 +1,11 @@
-"""The worked third-party plugin (examples/advise-plugin-example): pip-installed from its local folder
-into this environment, found through the ``advise.trainers`` entry point, listed, and trained with;
-uninstalled afterwards."""
+"""The worked third-party plugin (examples/advise-plugin-example): registered in-process with
+``trainers.register`` (no pip) and trained through ``advise train --method freeze``; and pip-installed
+from its local folder into this environment, found through the ``advise.trainers`` entry point,
+listed, and trained with; uninstalled afterwards."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -14,6 +16,41 @@ import train_fixtures as fx
 
 train_tiny_model = fx.train_tiny_model
 EXAMPLE = fx.REPO / "examples" / "advise-plugin-example"
+
+
+def _load_example():
+    """The example's module, imported from its source file (not installed)."""
+    path = EXAMPLE / "src" / "advise_plugin_example" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("advise_plugin_example_inprocess", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_plugin_registered_in_process_trains_through_the_cli(tmp_path, train_tiny_model):
+    from trainers import plugin_names, register
+
+    example = _load_example()
+    p = fx.copy_project("ticket-routing-tiny", tmp_path / "p", train_tiny_model,
+                        {"max_steps": 3, "learning_rate": 5.0e-3, "batch_size": 8, "max_length": 64,
+                         "train_layers": 1})
+    assert "freeze" not in plugin_names()
+    with register(example.plugin):
+        listed = json.loads(fx.cli("plugins", "--json").stdout)["plugins"]
+        assert "freeze" in {q["name"] for q in listed}
+        res = fx.cli("train", p, "--method", "freeze", "--json")
+        assert res.exit_code == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["method"] == "freeze" and out["steps"] == 3 and out["metrics"]["trained_blocks"] == 1
+        assert out["artifact_kind"] == "model" and (fx.Path(out["artifact"]) / "model.safetensors").is_file()
+        # worker processes cannot see an in-process plugin: refused before anything is written
+        runs = sorted((p / ".advise" / "runs").iterdir())
+        res = fx.cli("train", p, "--method", "freeze", "--nproc", "2")
+        assert res.exit_code == 2 and "registered in this process only" in res.stderr, res.stderr
+        assert sorted((p / ".advise" / "runs").iterdir()) == runs
+    assert "freeze" not in plugin_names()  # gone with the with-block
+    res = fx.cli("train", p, "--method", "freeze")
+    assert res.exit_code == 2 and "unknown training plugin 'freeze'" in res.stderr
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ from advisor.files import check_output_dir
 from advisor.hf import quiet_libraries
 from advisor.project import load_project
 from advisor.store import STORE_FILE, Store
-from trainers.base import CONFIG_SNAPSHOT
+from trainers.plugin import CONFIG_SNAPSHOT
 
 
 def resolve_artifact(run: str, project_dir: Path | None = None) -> Path:

@@ -14,20 +14,11 @@ from typing import Literal
 from pydantic import Field
 
 from advisor.hf import quiet_libraries
-from trainers.base import (
-    DeviceInfo,
-    PeakMemory,
-    PluginConfig,
-    TrainRequest,
-    TrainResult,
-    count_parameters,
-    load_causal_lm,
-    load_tokenizer,
-    run_trainer,
-    select_device,
-    sft_rows,
-    training_arguments,
-)
+from trainers.data import sft_rows
+from trainers.device import DeviceInfo, PeakMemory, select_device
+from trainers.loop import run_trainer, training_arguments
+from trainers.models import count_parameters, load_causal_lm, load_tokenizer
+from trainers.plugin import PluginConfig, TrainRequest, TrainResult
 
 
 class SFTFields(PluginConfig):

@@ -50,7 +50,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}{%- endif -%}"
 )
 
-DEFAULT_CORPUS = Path(__file__).parent / "data" / "pretrain_corpus.txt"
+DEFAULT_CORPUS = Path(__file__).parent / "corpus" / "pretrain_corpus.txt"
 # 200 steps x 16 x 128 tokens (~5 passes over the shipped corpus): ~27 s on two cores, loss ~8.0 -> ~4.9.
 DEFAULT_PRETRAIN_STEPS = 200
 
@@ -58,7 +58,7 @@ ProgressFn = Callable[[int, int, float], None]
 
 
 def load_default_corpus() -> list[str]:
-    """The shipped pretraining prose (see trainers/data/NOTICE), split into documents at blank lines."""
+    """The shipped pretraining prose (see trainers/corpus/NOTICE), split into documents at blank lines."""
     text = DEFAULT_CORPUS.read_text(encoding="utf-8")
     return [doc.strip() for doc in text.split("\n\n") if doc.strip()]
 
@@ -120,7 +120,7 @@ def build_tiny_model(
 ) -> dict[str, Any]:
     """Train a tokenizer, build and briefly pretrain a tiny Llama model, and save both into ``out_dir``.
 
-    ``corpus_texts`` defaults to the shipped prose (``trainers/data/pretrain_corpus.txt``); it trains both
+    ``corpus_texts`` defaults to the shipped prose (``trainers/corpus/pretrain_corpus.txt``); it trains both
     the tokenizer and the model. ``pretrain_steps=0`` saves the randomly initialised model. ``progress``,
     when given, is called as ``progress(step, total_steps, loss)`` during pretraining. ``num_threads``, when
     given, sets torch's intra-op threads for the build and restores them after: on a busy two-core machine one

@@ -97,7 +97,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
     n_train = train_prof.stats.examples
     epochs = _epochs(project, n_train)
     c = project.constraints
-    est = _estimate(project, model_dir, tokens.get("total", 0), epochs, signals)
+    est = _estimate(project, model_dir, tokens.get("total", 0), epochs, signals, n_train)
     by_method = {e["method"]: e for e in est.get("methods", [])} if isinstance(est, dict) else {}
 
     facts = Facts(
@@ -247,7 +247,8 @@ def stored_assessment_id(project: Project, *, use_embeddings: bool = True) -> st
         return run["id"] if run else None
 
 
-def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict) -> dict:
+def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, epochs: float, signals: dict,
+              n_train: int = 0) -> dict:
 
     c = project.constraints
     docs_chars = (signals.get("docs") or {}).get("characters", 0)
@@ -265,6 +266,8 @@ def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, e
             lora_r=project.train.lora_r,
             batch_size=project.train.batch_size,
             docs_tokens=int(docs_chars / 4),
+            train=project.train.model_dump(exclude_unset=True),  # each row: what its plugin will run with
+            train_examples=n_train,
         )
     except ValueError as e:  # an unknown GPU name in constraints.hardware
         raise AdviseError(f"constraints.hardware: {e}", file=project.project_file,

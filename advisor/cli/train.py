@@ -17,7 +17,7 @@ from advisor.errors import AdviseError
 from advisor.files import check_output_dir
 from advisor.pipeline import choose_plugin, store_assessment
 from advisor.project import load_project
-from trainers.base import ENTRY_POINT_GROUP, all_plugins, config_fields
+from trainers import ENTRY_POINT_GROUP, all_plugins, config_fields
 from trainers.export import export, resolve_artifact
 from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
 from trainers.tiny_model import build_tiny_model
@@ -59,7 +59,7 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
         plan = plan_new(project_dir, method=method, max_steps=max_steps, nproc=nproc or 1,
                         accelerate_config=accelerate_config, recommendation=rec)
     c = plan.config
-    budget = f"max_steps {c.max_steps}" if c.max_steps else f"epochs {c.epochs or 3}"
+    budget = f"max_steps {c.max_steps}" if c.max_steps else f"epochs {c.epochs or c.DEFAULT_EPOCHS:g}"
     how = f"resuming run {plan.run_id}" if plan.resume else f"training {plan.plugin.name} ({plan.request['chosen_by']})"
     _echo_err(f"advise: {how} on {plan.notes[0]}; base {plan.request['base_model']}; "
               f"{budget}, batch {c.batch_size}, lr {c.learning_rate:g}, seed {c.seed}"

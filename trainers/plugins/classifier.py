@@ -18,8 +18,7 @@ from typing import Literal
 from pydantic import Field
 
 from advisor.errors import AdviseError
-from advisor.hf import quiet_libraries
-from trainers.base import (
+from trainers import (
     LoraFields,
     PeakMemory,
     PluginConfig,
@@ -29,25 +28,27 @@ from trainers.base import (
     count_parameters,
     load_tokenizer,
     model_load_kwargs,
+    quiet_libraries,
     require_sft_records,
     run_trainer,
     select_device,
     training_arguments,
+    with_plugin_defaults,
 )
 
 MINILM = "all-MiniLM-L6-v2"
 
 
 class ClassifierPluginConfig(LoraFields, PluginConfig):
-    learning_rate: float = Field(1.0e-3, gt=0, le=1.0, description="Peak learning rate (AdamW).")
-    batch_size: int = Field(32, ge=1, le=65536, description="Examples per optimizer step per process.")
-    max_length: int = Field(128, ge=8, le=1_048_576, description="Tokens per input; longer inputs are truncated.")
-    lora_r: int = Field(8, ge=1, le=4096, description="LoRA rank.")
-    target_modules: str | list[str] = Field("all-linear", description="Modules that get LoRA ('all-linear' or names).")
+    """The common and LoRA fields (defaults: advisor.training.PLUGIN_DEFAULTS["classifier"]) and these."""
+
     encoder: str | None = Field(None, description=f"Model to classify with: the base model (default), '{MINILM}' "
                                 "(offline), or a directory / hub id.")
     input: Literal["user", "prompt"] = Field("user", description="Classify the user text, or the whole prompt.")
     max_labels: int = Field(1000, ge=2, le=100_000, description="Refuse tasks with more distinct labels than this.")
+
+
+ClassifierPluginConfig = with_plugin_defaults(ClassifierPluginConfig, "classifier")
 
 
 def _labels(records: list) -> list[str]:
@@ -67,7 +68,8 @@ def check_records(records: list, config: ClassifierPluginConfig) -> None:
                           f"this data has {why}: use --method lora")
 
 
-def prepare(project, config: ClassifierPluginConfig, base_model: str) -> dict:
+def prepare(req: TrainRequest) -> dict:
+    config, project = req.config, req.project
     if config.encoder is None:
         return {}
     if config.encoder == MINILM:
@@ -93,7 +95,6 @@ def _text(rec, mode: str) -> str:
 
 
 def train(req: TrainRequest) -> TrainResult:
-
     quiet_libraries()
     import torch
     from datasets import Dataset
@@ -104,7 +105,6 @@ def train(req: TrainRequest) -> TrainResult:
         Trainer,
         TrainingArguments,
     )
-
 
     c = req.config
     device = select_device(c.precision)

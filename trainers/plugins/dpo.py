@@ -18,9 +18,7 @@ from pathlib import Path
 from pydantic import Field
 
 from advisor.errors import AdviseError
-from advisor.hf import quiet_libraries
-from advisor.store import STORE_FILE, Store
-from trainers.base import (
+from trainers import (
     LoraFields,
     PeakMemory,
     PluginConfig,
@@ -32,63 +30,50 @@ from trainers.base import (
     load_tokenizer,
     lora_config,
     preference_rows,
+    quiet_libraries,
     run_trainer,
+    score_labelled_positions_only_on_cpu,
     select_device,
     training_arguments,
+    with_plugin_defaults,
 )
-from trainers.sft import score_labelled_positions_only_on_cpu
 
 SFT_PLUGINS = ("lora", "full", "qlora")
 
 
 class DPOPluginConfig(LoraFields, PluginConfig):
-    DEFAULT_EPOCHS = 1.0
-    learning_rate: float = Field(5.0e-5, gt=0, le=1.0, description="Peak learning rate (AdamW).")
-    batch_size: int = Field(8, ge=1, le=65536, description="Preference pairs per optimizer step per process.")
+    """The common and LoRA fields (defaults: advisor.training.PLUGIN_DEFAULTS["dpo"]: one epoch, batch 8
+    pairs, a lower learning rate) and these."""
+
     beta: float = Field(0.1, gt=0, le=100, description="DPO temperature: how far the policy may move from the reference.")
     sft_weight: float = Field(1.0, ge=0, le=100, description="Weight of the SFT term on the chosen reply (0: DPO alone).")
     sft_from: str = Field("auto", description="auto | none | a run id | a directory (LoRA adapter or model) to start from.")
     use_lora: bool = Field(True, description="Train a LoRA adapter (false: every weight, with a frozen reference copy).")
 
 
-def _artifact_of(run: dict, store) -> Path | None:
-    arts = store.artifacts(run["id"])
-    return Path(arts[-1]["path"]) if arts else None
+DPOPluginConfig = with_plugin_defaults(DPOPluginConfig, "dpo")
 
 
-def prepare(project, config: DPOPluginConfig, base_model: str) -> dict:
-    """Resolve where DPO starts, before anything is written."""
+def prepare(req: TrainRequest) -> dict:
+    """Resolve where DPO starts, before anything is written (from the finished runs the runner read)."""
+    config, project = req.config, req.project
     src = config.sft_from
     if src == "none":
         return {"start": "base"}
-    start: Path | None = None
-    run_id = None
     if src == "auto" or not Path(src).exists():
-
-        store_path = project.store_dir / STORE_FILE
-        if store_path.is_file():
-            store = Store(store_path)
-            try:
-                if src == "auto":
-                    for run in store.list_runs("train", limit=1000):
-                        cfg = run.get("config") or {}
-                        if (run["status"] == "done" and run["name"] in SFT_PLUGINS
-                                and cfg.get("base_model") == base_model):
-                            start, run_id = _artifact_of(run, store), run["id"]
-                            break
-                else:
-                    run = store.get_run(src)
-                    if run is not None and run["kind"] == "train" and run["status"] == "done":
-                        start, run_id = _artifact_of(run, store), run["id"]
-            finally:
-                store.close()
+        if src == "auto":
+            run = next((r for r in req.finished_runs if r.plugin in SFT_PLUGINS and r.base_model == req.base_model),
+                       None)
+        else:
+            run = next((r for r in req.finished_runs if r.id == src), None)
+        start, run_id = (run.artifact, run.id) if run is not None else (None, None)
         if src == "auto" and start is None:
             return {"start": "base", "note": "no finished SFT run on this base model: DPO starts from the base model"}
         if start is None:
             raise AdviseError(f"train.sft_from: '{src}' is neither a directory nor a finished training run of this "
                               "project", file=project.project_file)
     else:
-        start = Path(src).resolve()
+        start, run_id = Path(src).resolve(), None
     if (start / "adapter_config.json").is_file():
         acfg = json.loads((start / "adapter_config.json").read_text(encoding="utf-8"))
         if acfg.get("peft_type") != "LORA":
@@ -101,7 +86,6 @@ def prepare(project, config: DPOPluginConfig, base_model: str) -> dict:
 
 
 def train(req: TrainRequest) -> TrainResult:
-
     quiet_libraries()
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -110,7 +94,6 @@ def train(req: TrainRequest) -> TrainResult:
     facts = req.options.get("plugin_facts") or {}
     device = select_device(c.precision)
     if device.type == "cpu":
-
         score_labelled_positions_only_on_cpu()
     peak = PeakMemory(device)
     tok = load_tokenizer(req.base_model, c)

@@ -6,14 +6,14 @@ Weights stay in fp32 (bf16 mixed precision on a capable GPU); the artifact is a 
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from trainers.base import TrainerPlugin, TrainRequest, TrainResult
-from trainers.sft import SFTFields, train_sft
+from trainers import SFTFields, TrainerPlugin, TrainRequest, TrainResult, train_sft, with_plugin_defaults
 
 
 class FullConfig(SFTFields):
-    learning_rate: float = Field(2.0e-5, gt=0, le=1.0, description="Peak learning rate (AdamW).")
+    """The common fields; defaults: advisor.training.PLUGIN_DEFAULTS["full"] (a lower learning rate)."""
+
+
+FullConfig = with_plugin_defaults(FullConfig, "full")
 
 
 def train(req: TrainRequest) -> TrainResult:

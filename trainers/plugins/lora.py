@@ -7,16 +7,27 @@ them to its output layer; ``train_embeddings: false`` turns that off. The artifa
 
 from __future__ import annotations
 
-from trainers.base import LoraFields, TrainerPlugin, TrainRequest, TrainResult, lora_config, select_device
-from trainers.sft import SFTFields, train_sft
+from trainers import (
+    LoraFields,
+    SFTFields,
+    TrainerPlugin,
+    TrainRequest,
+    TrainResult,
+    lora_config,
+    select_device,
+    train_sft,
+    with_plugin_defaults,
+)
 
 
 class LoraPluginConfig(LoraFields, SFTFields):
-    pass
+    """The common, SFT and LoRA fields (defaults: advisor.training, PLUGIN_DEFAULTS["lora"])."""
+
+
+LoraPluginConfig = with_plugin_defaults(LoraPluginConfig, "lora")
 
 
 def train(req: TrainRequest) -> TrainResult:
-
     device = select_device(req.config.precision)
     # the frozen base in bf16 on a GPU that supports it; fp32 on CPU
     return train_sft(req, peft_config_fn=lambda c, m: lora_config(c, m),

@@ -11,15 +11,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainers.base import TrainerPlugin, TrainRequest, TrainResult
-from trainers.sft import SFTFields, train_sft
+from trainers import SFTFields, TrainerPlugin, TrainRequest, TrainResult, train_sft, with_plugin_defaults
 
 
 class PromptTuningPluginConfig(SFTFields):
-    learning_rate: float = Field(3.0e-2, gt=0, le=10.0, description="Peak learning rate (AdamW).")
     num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Virtual prompt tokens learned.")
     init: Literal["text", "random"] = Field("text", description="Start the virtual tokens from the task text, or at random.")
     batching: Literal["padded"] = Field("padded", description="Prompt tuning pads each batch (virtual tokens are prepended).")
+
+
+PromptTuningPluginConfig = with_plugin_defaults(PromptTuningPluginConfig, "prompt_tuning")
 
 
 def train(req: TrainRequest) -> TrainResult:

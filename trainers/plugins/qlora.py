@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import Field
 
 from advisor.errors import AdviseError
-from trainers.base import (
+from trainers import (
     DeviceInfo,
     LoraFields,
+    SFTFields,
     TrainerPlugin,
     TrainRequest,
     TrainResult,
@@ -25,8 +26,9 @@ from trainers.base import (
     lora_config,
     model_load_kwargs,
     select_device,
+    train_sft,
+    with_plugin_defaults,
 )
-from trainers.sft import SFTFields, train_sft
 
 
 class QLoraPluginConfig(LoraFields, SFTFields):
@@ -34,6 +36,9 @@ class QLoraPluginConfig(LoraFields, SFTFields):
     double_quant: bool = Field(True, description="Quantise the quantisation constants too (saves ~0.4 bit/param).")
     allow_cpu: bool = Field(False, description="Without a CUDA GPU, run bitsandbytes' CPU backend (bitsandbytes "
                             ">= 0.48) instead of refusing: slow; for checking a QLoRA setup without a GPU.")
+
+
+QLoraPluginConfig = with_plugin_defaults(QLoraPluginConfig, "qlora")
 
 
 def preflight(config: QLoraPluginConfig, device: DeviceInfo) -> None:
@@ -69,7 +74,6 @@ def train(req: TrainRequest) -> TrainResult:
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
 
     c = req.config
     device = select_device(c.precision)

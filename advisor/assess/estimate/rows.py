@@ -16,30 +16,42 @@ from advisor.assess.estimate.hardware import Hardware, hw_const, hw_source, hw_t
 from advisor.assess.estimate.memory import GB, fit_micro_batch, fits_note
 from advisor.assess.estimate.model_size import Arch, ModelInfo, arch_for, resolve_model
 from advisor.assess.estimate.prices import hosted_offers, price_summary, prices_as_of
-from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS
+from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS, plugin_for
 from advisor.rubric import load_rubric, value
+from advisor.training import run_settings
 
 METHODS = ESTIMATE_ROWS
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """The training a row is estimated for."""
+    """The training a row is estimated for: what the plugin that trains the row will run with."""
 
-    epochs: float
+    plugin: str
+    max_steps: int | None
+    epochs: float | None  # None when max_steps is set
+    passes: float  # passes over the training examples the run makes (what tokens are counted with)
     max_length: int
     batch_size: int
+    grad_accum: int
     lora_r: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
-def _training_settings(method: str, *, epochs: float, max_length: int, batch_size: int,
-                       lora_r: int) -> TrainingSettings:
-    """The epochs, max_length, batch size and LoRA rank the row for ``method`` is estimated with.
 
-    The one place where a row's training settings are resolved: today every row uses the values
-    given to :func:`estimate` (the project's ``train:`` block, epochs from assessment's max_steps rule).
-    """
-    return TrainingSettings(epochs=epochs, max_length=max_length, batch_size=batch_size, lora_r=lora_r)
+def _training_settings(method: str, *, epochs: float, max_length: int, batch_size: int, lora_r: int,
+                       train: dict | None = None, train_examples: int = 0) -> TrainingSettings:
+    """The one place where a row's training settings are resolved.
+
+    With the project's ``train`` keys (only those the user wrote): what the plugin that trains the row
+    will run with (advisor.training: the plugin's defaults overridden by those keys; rlhf is the dpo
+    plugin), so the estimate and the run describe the same training. Without them: the arguments given
+    to :func:`estimate`, the same for every row."""
+    if train is None:
+        return TrainingSettings(plugin=plugin_for(method), max_steps=None, epochs=epochs, passes=epochs,
+                                max_length=max_length, batch_size=batch_size, grad_accum=1, lora_r=lora_r)
+    return TrainingSettings(**run_settings(plugin_for(method), train, train_examples))
 
 
 Fit = tuple[int, dict[str, float], bool | None]  # micro-batch, memory breakdown in GB, fits
@@ -77,11 +89,14 @@ class _Context:
                                                       batch_size=s.batch_size, lora_r=s.lora_r, hw=self.hw)
         return self._fits[(method, s)]
 
-    def tokens(self, s: TrainingSettings) -> tuple[float, float]:
-        """(SFT training tokens, DPO pair tokens) over all epochs."""
+    def tokens(self, method: str) -> tuple[float, float]:
+        """(SFT training tokens, DPO pair tokens) over the run's passes; rlhf's SFT phase is the lora
+        plugin's run, its DPO phase the dpo plugin's."""
+        s = self.settings_for(method)
+        sft = self.settings_for("lora") if method == "rlhf" else s
         per_epoch = (2 * self.train_tokens_per_epoch if self.preference_tokens_per_epoch is None
                      else self.preference_tokens_per_epoch)
-        return self.train_tokens_per_epoch * s.epochs, per_epoch * s.epochs
+        return self.train_tokens_per_epoch * sft.passes, per_epoch * s.passes
 
 
 def estimate(
@@ -99,6 +114,8 @@ def estimate(
     batch_size: int = 16,
     docs_tokens: int = 0,
     preference_tokens_per_epoch: int | None = None,
+    train: dict | None = None,
+    train_examples: int = 0,
 ) -> dict[str, Any]:
     """Tokens, FLOPs, GPU-hours, dollars and memory for each method in ``methods`` (in that order).
 
@@ -106,8 +123,10 @@ def estimate(
     ``docs_tokens`` the tokens of the reference documents a RAG index would embed;
     ``preference_tokens_per_epoch`` the tokens of the chosen plus the rejected sequences a DPO epoch
     processes (default: twice ``train_tokens_per_epoch``, i.e. a rejected answer as long as the chosen).
-    Raises ``ValueError`` for an unknown method or GPU name and for negative sizes. The returned dict
-    is JSON-serialisable.
+    ``train`` (project.yaml's ``train:`` keys as written) and ``train_examples`` make each training row
+    use the settings its plugin will run with (see ``_training_settings``) instead of ``epochs``,
+    ``max_length``, ``lora_r`` and ``batch_size``. Raises ``ValueError`` for an unknown method or GPU
+    name and for negative sizes. The returned dict is JSON-serialisable.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -124,7 +143,7 @@ def estimate(
                    preference_tokens_per_epoch=preference_tokens_per_epoch, docs_tokens=docs_tokens,
                    budget_usd=budget_usd, on_prem=on_prem,
                    settings={"epochs": epochs, "max_length": max_length, "batch_size": batch_size,
-                             "lora_r": lora_r})
+                             "lora_r": lora_r, "train": train, "train_examples": train_examples})
     return {
         "assumptions": _assumptions(max_length, batch_size, lora_r),
         "model": _model_out(info, arch, arch_source),
@@ -159,14 +178,17 @@ def _training_cost(ctx: _Context, method: str, notes: list[str]) -> dict[str, An
     """Tokens, FLOPs, GPU-hours and rental dollars of a training row (CPU hours without a GPU)."""
     hw, clk = ctx.hw, ctx.clk
     s = ctx.settings_for(method)
-    train_tokens, dpo_tokens = ctx.tokens(s)
+    train_tokens, dpo_tokens = ctx.tokens(method)
     pairs_are = ("preference_tokens_per_epoch x epochs" if ctx.preference_tokens_per_epoch is not None else
                  "2 x train_tokens_per_epoch x epochs (rejected answers assumed as long as the chosen ones)")
     work = training_work(method, ctx.n_compute, train_tokens, dpo_tokens, pairs_are)
     out: dict[str, Any] = {"train_tokens": whole_tokens(work.tokens), "flops": sig(work.flops),
-                           "flops_formula": work.formula}
+                           "flops_formula": work.formula, "training": s.to_dict()}
     if work.phases:
         out["phases"] = work.phases
+        if "sft" in work.phases and "dpo" in work.phases:
+            out["phases"]["sft"]["training"] = ctx.settings_for("lora").to_dict()
+            out["phases"]["dpo"]["training"] = s.to_dict()
     if work.note:
         notes.append(work.note)
     overhead = float(hw_const("compute", "qlora_time_overhead")) if method == "qlora" else 1.0

@@ -2,7 +2,8 @@
 
 A complete third-party advise trainer plugin in one file: a config class (hyperparameters with defaults
 and limits, on top of the common ones), a train function, and the ``plugin`` object that the
-``advise.trainers`` entry point in pyproject.toml names.
+``advise.trainers`` entry point in pyproject.toml names. It imports only the public plugin API
+(``trainers``) and ``advisor.errors``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,15 @@ from __future__ import annotations
 from pydantic import Field
 
 from advisor.errors import AdviseError
-from trainers.base import TrainerPlugin, TrainRequest, TrainResult, load_causal_lm, select_device
-from trainers.sft import SFTFields, train_sft
+from trainers import (
+    SFTFields,
+    TrainerPlugin,
+    TrainRequest,
+    TrainResult,
+    load_causal_lm,
+    select_device,
+    train_sft,
+)
 
 
 class FreezeConfig(SFTFields):
