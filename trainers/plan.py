@@ -21,6 +21,7 @@ from advisor.hashing import file_hash, stable_hash
 from advisor.methods import NO_TRAINING, plugin_for
 from advisor.project import load_project
 from advisor.store import STORE_FILE, Store, new_run_id
+from advisor.versions import distribution_of, versions
 from trainers.config import build_config
 from trainers.data import require_preference_records, require_sft_records
 from trainers.device import check_common_options, import_optional, select_device
@@ -80,24 +81,11 @@ class TrainPlan:
 
 
 def _versions(plugin) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("advise", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers",
-                "safetensors", "bitsandbytes", "deepspeed"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    mod = getattr(plugin.train, "__module__", "") or ""
-    try:
-        from importlib.metadata import packages_distributions
-
-        dists = packages_distributions().get(mod.split(".")[0], [])
-        if dists:
-            out[f"plugin:{plugin.name}"] = f"{dists[0]} {version(dists[0])}"
-    except Exception:  # noqa: BLE001
-        pass
+    """The one collector (advisor.versions), plus the distribution that provides the plugin."""
+    out = versions()
+    dist = distribution_of(getattr(plugin.train, "__module__", "") or "")
+    if dist:
+        out[f"plugin:{plugin.name}"] = dist
     return out
 
 

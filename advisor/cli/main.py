@@ -35,6 +35,9 @@ def guard(fn):
         except KeyboardInterrupt:
             click.echo("advise: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `advise ... | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as e:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
