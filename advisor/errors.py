@@ -26,3 +26,9 @@ class AdviseError(Exception):
         if self.file:
             where = self.file + (f":{self.line}" if self.line else "") + ": "
         return f"{where}{self.message}"
+
+
+class BlockedError(AdviseError):
+    """The assessment found blockers and the command would spend compute on them: exit 1."""
+
+    exit_code = 1

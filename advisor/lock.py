@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from advisor.errors import AdviseError
+from advisor.store import STORE_FILE, Store
 
 LOCK_NAME = "lock"
 
@@ -96,3 +97,17 @@ def project_lock(store_dir: Path, command: str, *, on_stale=None) -> Iterator[di
                     path.unlink()
         return
     raise AdviseError("could not take the project's lock (another command keeps taking it)", file=path)
+
+
+@contextlib.contextmanager
+def writing(project, command: str) -> Iterator[dict]:
+    """The project's lock for a command that writes its store; a dead holder's runs that were left
+    "running" are marked interrupted when its lock is taken over (they then show and resume as such)."""
+    def stale(info: dict) -> None:
+        if (project.store_dir / STORE_FILE).is_file():
+            with Store.for_project(project) as store:
+                store.interrupt_running(f"interrupted: its process (PID {info.get('pid')}, {info.get('command')}) "
+                                        "ended without finishing")
+
+    with project_lock(project.store_dir, command, on_stale=stale) as held:
+        yield held

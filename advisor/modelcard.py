@@ -87,11 +87,11 @@ def render_card(*, project: dict, snapshot: dict, eval_result: dict | None = Non
     else:
         lines.append("No stored eval of this model: run `advise eval` before shipping it.")
     lines += ["", "## Gates", ""]
-    if gates and gates.get("results"):
-        for g in gates["results"]:
-            lines.append(f"- {_card_text(g.get('name') or g.get('gate'))}: {'pass' if g.get('passed') else 'FAIL'}")
-    elif gates:
-        lines.append(f"- {_card_text(gates)}")
+    if gates and gates.get("gates"):  # evaluators.gates' result
+        lines.append(f"Overall: {str(gates.get('status', '')).upper()} (candidate `{gates.get('candidate')}`)")
+        for g in gates["gates"]:
+            lines.append(f"- {_card_text(g.get('gate'))}: {str(g.get('status')).upper()}"
+                         + (f" ({_card_text(g['message'])})" if g.get("message") else ""))
     else:
         lines.append("No gate result stored.")
     lines += ["", "## Intended use and limits", "", INTENDED_USE, "",

@@ -10,20 +10,24 @@ compute (unless ``ignore_blockers``) and the report says why.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.assess.assessment import assess, assess_and_store, inputs_hash
-from advisor.errors import AdviseError
+from advisor.errors import AdviseError, BlockedError
 from advisor.files import check_output_path
 from advisor.methods import METHOD_TO_PLUGIN, NO_TRAINING, estimate_row
+from advisor.modelcard import render_card
 from advisor.project import load_project
 from advisor.report.collect import collect
 from advisor.report.render import write_report
 from advisor.store import Store
+from evaluators.gates import check_project
+from evaluators.results import stored_results
 from evaluators.runner import run_eval
-from trainers import plugin_names
+from trainers import CONFIG_SNAPSHOT, plugin_names
 from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
 
 STAGES = ("assess", "baseline", "train", "tuned", "report")
@@ -39,15 +43,24 @@ def choose_plugin(project, method: str | None = None) -> tuple[dict | None, str 
     return assess(project, use_embeddings=False)["recommendation"], None
 
 
-def store_assessment(project) -> None:
+def store_assessment(project) -> list[str]:
     """The report compares the estimate with the actual run: keep the assessment of the data trained on
-    (reused when stored already). An assessment that cannot be made does not stop a training run that
-    passed its own checks."""
+    (reused when stored already) and return its blockers. An assessment that cannot be made does not stop
+    a training run that passed its own checks."""
     docs = project.data_path("docs")
     try:
-        assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command="advise train")
+        assessment, _ = assess_and_store(project, use_embeddings=bool(docs and docs.is_dir()), command="advise train")
     except AdviseError:
-        pass
+        return []
+    return list(assessment["recommendation"].get("blockers") or [])
+
+
+def check_blockers(blockers: list[str], ignore: bool, project) -> None:
+    """Blockers hold everywhere, not only in `advise run`: training on data with blockers is refused
+    (exit 1, the blockers listed) unless the user says --ignore-blockers (recorded in the run)."""
+    if blockers and not ignore:
+        raise BlockedError(f"the assessment found {len(blockers)} blocker(s): " + "; ".join(blockers)
+                           + " -- fix them, or pass --ignore-blockers to train anyway", file=project.project_file)
 
 
 def _check_method(method: str | None) -> None:
@@ -262,3 +275,32 @@ def report_only(project_dir: Path, out: Path | None = None) -> Path:
     if not (project.store_dir / "store.sqlite").is_file():
         raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
     return _report(project, out or (project.store_dir / "report.html"), None)[0]
+
+
+def write_model_card(artifact: Path, out_dir: Path, project_dir: Path | None) -> Path | None:
+    """The Hugging Face model card beside an exported model: the training run's snapshot (in the
+    artifact), and, from the project's store, its newest eval and gate result (read only)."""
+    snap_file = Path(artifact) / CONFIG_SNAPSHOT
+    try:
+        snapshot = json.loads(snap_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        snapshot = {}
+    facts: dict = {"name": Path(artifact).name, "task": "not stated"}
+    ev = gates = None
+    try:
+        project = load_project(project_dir) if project_dir is not None else None
+    except AdviseError:
+        project = None
+    if project is not None:
+        facts = {"name": project.name, "task": project.task}
+        with Store.for_project(project, read_only=True) as store:
+            if store is not None:
+                ev = stored_results(project, store)
+                if ev is not None:
+                    try:
+                        gates = check_project(project, store, summary=ev)
+                    except AdviseError:
+                        gates = None
+    path = Path(out_dir) / "README.md"
+    path.write_text(render_card(project=facts, snapshot=snapshot, eval_result=ev, gates=gates), encoding="utf-8")
+    return path

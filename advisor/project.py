@@ -86,6 +86,10 @@ class TrainSpec(TrainingFields, LoraFields):
     model_config = ConfigDict(extra="allow")
 
 
+class TrackingSpec(_Strict):
+    mlflow: str | None = Field(None, description="MLflow tracking URI (e.g. sqlite:///mlflow.db, relative to the project).")
+
+
 class Project(_Strict):
     name: str = Field(description="letters, digits, '-', '_'")
     task: str = Field(description="What the model must do, in plain words.")
@@ -95,6 +99,7 @@ class Project(_Strict):
     method: Method = Method.auto
     eval: EvalSpec = Field(default_factory=EvalSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     # set by load_project, not part of the file
     root: Path | None = Field(None, exclude=True)

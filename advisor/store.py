@@ -149,6 +149,14 @@ class Store:
                         (status, json.dumps(result, default=str) if result is not None else None, error,
                          time.time(), run_id))
 
+    def interrupt_running(self, why: str) -> list[str]:
+        """Mark every run still "running" as interrupted (their process is gone: a stale project lock);
+        returns their ids."""
+        ids = [r["id"] for r in self.db.execute("SELECT id FROM runs WHERE status='running'")]
+        for rid in ids:
+            self.db.execute("UPDATE runs SET status='interrupted', error=?, ended=? WHERE id=?", (why, time.time(), rid))
+        return ids
+
     def reopen_run(self, run_id: str, command: str | None = None) -> None:
         """A resumed run goes back to 'running' under the same id (its result and end are cleared)."""
         self.db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL, result=NULL, "

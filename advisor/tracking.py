@@ -27,11 +27,18 @@ def _key(text: str) -> str:
     return _KEY.sub("_", text)[:250]
 
 
-def _client(uri: str):
+def require_mlflow() -> None:
+    """Tracking asked for without mlflow installed: one line, before any compute is spent."""
     try:
-        from mlflow.tracking import MlflowClient
+        import mlflow  # noqa: F401
     except ImportError:
         raise AdviseError("MLflow tracking needs mlflow: pip install -e \".[mlflow]\" (in the advise checkout)") from None
+
+
+def _client(uri: str):
+    require_mlflow()
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=uri)
 
 

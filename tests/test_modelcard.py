@@ -19,7 +19,8 @@ EVAL = {"items": 100, "runs": [
 
 def test_the_card_parses_and_carries_base_model_hyperparameters_hashes_and_intervals():
     text = render_card(project={"name": "ticket", "task": "Route <b>|tickets|</b>", "license": "cc-by-4.0"},
-                       snapshot=SNAPSHOT, eval_result=EVAL, gates={"results": [{"name": "accuracy >= 0.6", "passed": True}]})
+                       snapshot=SNAPSHOT, eval_result=EVAL, gates={"status": "pass", "candidate": "tuned:lora",
+                                                               "gates": [{"gate": "accuracy >= 0.6", "status": "pass"}]})
     card = ModelCard(text)
     data = card.data.to_dict()
     assert data["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct" and data["license"] == "cc-by-4.0"
@@ -29,7 +30,7 @@ def test_the_card_parses_and_carries_base_model_hyperparameters_hashes_and_inter
     body = card.text
     assert "| learning_rate | 0.001 |" in body and "| lora_r | 16 |" in body and "epochs" not in body
     assert "ab" * 32 in body and "| accuracy | 0.9300 | [0.8600, 0.9700] |" in body
-    assert "+0.8800 [+0.8000, +0.9400], p < 0.001" in body and "accuracy >= 0.6: pass" in body
+    assert "+0.8800 [+0.8000, +0.9400], p < 0.001" in body and "accuracy >= 0.6: PASS" in body
     assert "<b>" not in body and "\\|tickets\\|" in body  # data is escaped, not markup
 
 

@@ -272,3 +272,15 @@ def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, e
     except ValueError as e:  # an unknown GPU name in constraints.hardware
         raise AdviseError(f"constraints.hardware: {e}", file=project.project_file,
                           line=project.key_line("constraints", "hardware")) from None
+
+
+def stored_leakage(project: Project) -> dict | None:
+    """The leakage counts of the stored assessment of the project's current inputs (any variant), or
+    None when none is stored; reads only."""
+    with Store.for_project(project, read_only=True) as store:
+        if store is None:
+            return None
+        h = inputs_hash(project)
+        run = store.latest_run("assess", inputs_hash=h, name="embeddings") or store.latest_run(
+            "assess", inputs_hash=h, name="plain")
+    return ((run or {}).get("result") or {}).get("data", {}).get("leakage") if run else None

@@ -12,11 +12,15 @@ from pathlib import Path
 
 import click
 
+from advisor.assess.assessment import stored_leakage
 from advisor.cli.main import guard, project_arg
 from advisor.cli.views import plain
 from advisor.errors import AdviseError
+from advisor.lock import writing
 from advisor.project import load_project
+from advisor.tracking import require_mlflow, track_eval, tracking_uri
 from evaluators import options
+from evaluators.backends.openai import ENV_NAME
 from evaluators.candidates import LOCAL_BACKENDS, make_judge
 from evaluators.options import EvalOptions
 from evaluators.runner import run_eval
@@ -136,10 +140,12 @@ def _opt(*decls: str, setting: str, **kw):
 @_opt("--local-backend", setting="local_backend", type=click.Choice(LOCAL_BACKENDS), show_default=True)
 @click.option("--trust-remote-code", is_flag=True, help=options.help_of("trust_remote_code"))
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--mlflow", "mlflow_uri", default=None, metavar="URI",
+              help="Also log the eval to MLflow (default: project.yaml's tracking.mlflow).")
 @guard
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
              concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
-             judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress):
+             judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress, mlflow_uri):
     """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
     PROJECT_DIR, with 95% confidence intervals and paired comparisons.
 
@@ -155,6 +161,12 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
         raise AdviseError("--endpoint-model needs --endpoint URL")
     if endpoint and not endpoint_model:
         raise AdviseError("--endpoint needs --endpoint-model NAME (the model name the server serves)")
+    for opt, name in (("--api-key-env", api_key_env), ("--judge-api-key-env", judge_api_key_env)):
+        if name and not ENV_NAME.fullmatch(name):  # a key pasted here is never printed nor stored
+            raise AdviseError(f"{opt} takes the NAME of an environment variable (letters, digits, _), "
+                              "not the key itself")
+    if tracking_uri(project, mlflow_uri):
+        require_mlflow()
     if judge_endpoint and not judge_model:
         raise AdviseError("a judge needs a model: --judge-model NAME (with --judge-endpoint URL for a server)")
     if not (judge_model or judge_endpoint) and {"judge_score", "judge_pairwise"} & set(project.eval.metrics or []):
@@ -178,9 +190,19 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
                        seed=seed, temperature=temperature, batch_size=batch_size, retriever=retriever,
                        canary=canary_arg, local_backend=local_backend, trust_remote_code=trust_remote_code,
                        progress=not no_progress)
-    result = run_eval(project, opts, judge=judge, console=Console(stderr=True))
+    with writing(project, "advise eval"):
+        result = run_eval(project, opts, judge=judge, console=Console(stderr=True))
+    leak = stored_leakage(project)
+    if leak and leak.get("eval_items_leaked") and result.get("data", {}).get("eval_source") == "file":
+        result.setdefault("warnings", []).append(
+            f"{leak['eval_items_leaked']} of the eval records ({leak.get('distinct_texts_leaked', '?')} distinct "
+            "texts) also appear in train (advise assess): a tuned model's score on them is inflated; "
+            "re-split the train side for a fair score")
     for w in result.get("warnings", []):
         click.echo(f"advise: warning: {w}", err=True)
+    tracked = track_eval(project, result, mlflow_uri)
+    if tracked:
+        click.echo(f"advise: logged to MLflow as run {tracked}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -10,6 +10,7 @@ import click
 
 from advisor.cli.main import guard, project_arg
 from advisor.cli.views import print_probe
+from advisor.lock import writing
 from advisor.probe import ProbeOptions, run_probe
 from advisor.project import load_project
 
@@ -68,7 +69,8 @@ def probe_cmd(project_dir: Path, shots, fractions, max_items, seed, budget_minut
     project = load_project(project_dir)
     opts = probe_options(project, shots=shots, fractions=fractions, max_items=max_items, seed=seed,
                          budget_minutes=budget_minutes, method=method, no_fine_tune=no_fine_tune)
-    result = run_probe(project, opts, say=lambda m: click.echo(m, err=True))
+    with writing(project, "advise probe"):
+        result = run_probe(project, opts, say=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -9,7 +9,10 @@ from pathlib import Path
 import click
 
 from advisor.cli.main import guard
+from advisor.lock import writing
 from advisor.pipeline import STAGES, report_only, run_pipeline
+from advisor.probe import ProbeOptions, run_probe
+from advisor.project import load_project
 
 EXIT_BLOCKED = 1  # the assessment found blockers: nothing was evaluated or trained (the report says why)
 
@@ -22,19 +25,32 @@ EXIT_BLOCKED = 1  # the assessment found blockers: nothing was evaluated or trai
 @click.option("--ignore-blockers", is_flag=True, help="Go on although the assessment found blockers.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the report here (default PROJECT_DIR/.advise/report.html).")
+@click.option("--probe", is_flag=True, help="First measure the choice on a dev split of train (advise probe) and "
+                                          "train the measured winner when the probe decides.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pipeline result as JSON.")
 @guard
-def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_json):
+def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, probe, as_json):
     """Assess, evaluate the baselines, train the recommended method, evaluate the tuned model,
     compare and write the HTML report. Stages whose stored results are still valid are skipped.
 
     Exit status 0 when the run did what was asked, 1 when it stopped on the assessment's blockers
     (the report says why; --ignore-blockers goes on), 2 on bad input."""
 
-    res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run, ignore_blockers=ignore_blockers,
-                       out=out)
+    project = load_project(project_dir)
+    with writing(project, "advise run"):
+        measured = None
+        if probe and not dry_run:
+            measured = run_probe(project, ProbeOptions.defaults(project.root), say=lambda m: click.echo(m, err=True))
+            method = method or _measured_method(measured)
+        res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run,
+                           ignore_blockers=ignore_blockers, out=out)
+    if measured is not None:
+        v = measured["verdict"]
+        res.notes.insert(0, f"probe: measured verdict {v.get('method')} ({v.get('status')}); "
+                            + (f"training {method} as measured" if method and v.get("status") == "decided"
+                               else "the rule-based verdict stands"))
     if as_json:
-        click.echo(json.dumps(res.to_dict(), indent=2, default=str))
+        click.echo(json.dumps({**res.to_dict(), **({"probe": measured} if measured else {})}, indent=2, default=str))
     elif dry_run:
         p = res.plan
         e = p["estimate"]
@@ -56,6 +72,17 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, as_
         _print_outcome(res.outcome)
     if res.status == "blocked":
         sys.exit(EXIT_BLOCKED)
+
+
+def _measured_method(probe: dict) -> str | None:
+    """What `advise run --probe` trains: the probe's plugin when fine-tuning won decisively, the measured
+    prompting or RAG method when they did (no training), else None (the rule-based verdict stands)."""
+    v = probe.get("verdict") or {}
+    if v.get("status") != "decided" or not v.get("method"):
+        return None
+    if v["method"] in ("prompting", "rag"):
+        return v["method"]
+    return probe.get("plugin") or v["method"]
 
 
 def _ci(c: dict) -> str:

@@ -15,8 +15,10 @@ import click
 from advisor.cli.main import guard, project_arg
 from advisor.errors import AdviseError
 from advisor.files import check_output_dir
-from advisor.pipeline import choose_plugin, store_assessment
+from advisor.lock import writing
+from advisor.pipeline import check_blockers, choose_plugin, store_assessment, write_model_card
 from advisor.project import load_project
+from advisor.tracking import require_mlflow, track_train, tracking_uri
 from trainers import ENTRY_POINT_GROUP, all_plugins, config_fields
 from trainers.export import export, resolve_artifact
 from trainers.runner import TerminalProgress, execute, plan_new, plan_resume
@@ -39,10 +41,14 @@ def _echo_err(msg: str) -> None:
 @click.option("--accelerate-config", type=click.Path(path_type=Path), default=None,
               help="An accelerate config file (DDP, FSDP, DeepSpeed), passed to `accelerate launch`.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Override train.max_steps.")
+@click.option("--ignore-blockers", is_flag=True, help="Train although the assessment found blockers (recorded in the run).")
+@click.option("--mlflow", "mlflow_uri", default=None, metavar="URI",
+              help="Also log the run to MLflow (default: project.yaml's tracking.mlflow).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 @guard
 def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: int | None,
-              accelerate_config: Path | None, max_steps: int | None, as_json: bool):
+              accelerate_config: Path | None, max_steps: int | None, ignore_blockers: bool,
+              mlflow_uri: str | None, as_json: bool):
     """Train PROJECT_DIR's base model with a training plugin and record the run.
 
     Every check (plugin, hyperparameters, data, base model, hardware) happens before anything is
@@ -58,23 +64,34 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
         rec, method = choose_plugin(load_project(project_dir), method)
         plan = plan_new(project_dir, method=method, max_steps=max_steps, nproc=nproc or 1,
                         accelerate_config=accelerate_config, recommendation=rec)
-    c = plan.config
-    budget = f"max_steps {c.max_steps}" if c.max_steps else f"epochs {c.epochs or c.DEFAULT_EPOCHS:g}"
-    how = f"resuming run {plan.run_id}" if plan.resume else f"training {plan.plugin.name} ({plan.request['chosen_by']})"
-    _echo_err(f"advise: {how} on {plan.notes[0]}; base {plan.request['base_model']}; "
-              f"{budget}, batch {c.batch_size}, lr {c.learning_rate:g}, seed {c.seed}"
-              + (f", {plan.nproc} processes" if plan.nproc > 1 else "") + f"; run {plan.run_id}")
+    if tracking_uri(plan.project, mlflow_uri):
+        require_mlflow()
     import contextlib
 
-    # libraries print to stdout now and then; with --json stdout carries the result only
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            store_assessment(plan.project)
-            result = execute(plan, progress=TerminalProgress())
-    except KeyboardInterrupt:
-        _echo_err(f"advise: run {plan.run_id} stopped; `advise train {project_dir} --resume {plan.run_id}` "
-                  "continues it from its last checkpoint")
-        raise
+    with writing(plan.project, "advise train"):
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                blockers = store_assessment(plan.project) if not plan.resume else []
+            check_blockers(blockers, ignore_blockers, plan.project)
+            c = plan.config
+            budget = f"max_steps {c.max_steps}" if c.max_steps else f"epochs {c.epochs or c.DEFAULT_EPOCHS:g}"
+            how = f"resuming run {plan.run_id}" if plan.resume else f"training {plan.plugin.name} ({plan.request['chosen_by']})"
+            _echo_err(f"advise: {how} on {plan.notes[0]}; base {plan.request['base_model']}; "
+                      f"{budget}, batch {c.batch_size}, lr {c.learning_rate:g}, seed {c.seed}"
+                      + (f", {plan.nproc} processes" if plan.nproc > 1 else "") + f"; run {plan.run_id}")
+            if blockers:
+                plan.request["ignored_blockers"] = blockers
+                _echo_err(f"advise: training despite {len(blockers)} blocker(s) (--ignore-blockers): " + "; ".join(blockers))
+            # libraries print to stdout now and then; with --json stdout carries the result only
+            with contextlib.redirect_stdout(sys.stderr):
+                result = execute(plan, progress=TerminalProgress())
+        except KeyboardInterrupt:
+            _echo_err(f"advise: run {plan.run_id} stopped; `advise train {project_dir} --resume {plan.run_id}` "
+                      "continues it from its last checkpoint")
+            raise
+    tracked = track_train(plan.project, result["run_id"], mlflow_uri)
+    if tracked:
+        _echo_err(f"advise: logged to MLflow as run {tracked} ({tracking_uri(plan.project, mlflow_uri)})")
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -129,7 +146,9 @@ def export_cmd(run: str, out_dir: Path, project_dir: Path):
 
     src = resolve_artifact(run, project_dir)
     info = export(src, out_dir)
-    click.echo(f"wrote {info['kind']} model to {out_dir} ({info['parameters']:,} parameters, from {src})")
+    card = write_model_card(src, out_dir, project_dir)
+    click.echo(f"wrote {info['kind']} model to {out_dir} ({info['parameters']:,} parameters, from {src})"
+               + (f"; model card {card}" if card else ""))
 
 
 @click.group("models")
