@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.data.findings import CODES, ERROR
-from advisor.data.records import FORMATS, load_records
+from advisor.data.records import load_records
 from advisor.errors import AdviseError
-from advisor.project import parse_project
+from advisor.project import DataFormat, parse_project
 
 KEYS = ["messages", "role", "content", "instruction", "input", "output", "prompt", "completion", "chosen",
         "rejected", "name", "weight", "tool_calls", "id", "tags", "[/]", "system", "user", "assistant", "x"]
@@ -39,7 +39,7 @@ LINE = st.one_of(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(LINE, min_size=1, max_size=12), declared=st.sampled_from(["auto", *FORMATS]))
+@given(lines=st.lists(LINE, min_size=1, max_size=12), declared=st.sampled_from([f.value for f in DataFormat]))
 def test_record_parser_any_file(tmp_path_factory, lines, declared):
     path = tmp_path_factory.mktemp("records") / "train.jsonl"
     lines = [b.replace(b"\n", b" ").replace(b"\r", b" ") for b in lines]

@@ -33,7 +33,7 @@ def test_versions_returns_a_new_dict_each_call():
 
 
 def test_distribution_of_a_module():
-    assert distribution_of("advisor.assess") == f"advise {__version__}"
+    assert distribution_of("advisor.assess") == f"advise-llm {__version__}"  # the distribution name
     assert distribution_of("no_such_module_xyz") is None
 
 

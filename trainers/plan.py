@@ -7,7 +7,6 @@ a machine without CUDA, a launch that would not run as written), before anything
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from advisor.data.dataset import load_project_data
 from advisor.errors import AdviseError
 from advisor.hashing import file_hash, stable_hash
+from advisor.lock import pid_alive
 from advisor.methods import NO_TRAINING, plugin_for
 from advisor.project import load_project
 from advisor.store import STORE_FILE, Store, new_run_id
@@ -237,16 +237,6 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
                      notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = None,
                 accelerate_config: Path | None = None, max_steps: int | None = None) -> TrainPlan:
     """Checks before resuming an interrupted run (its own config, from its last checkpoint); writes nothing."""
@@ -285,7 +275,7 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
             info = json.loads(lock.read_text())
         except ValueError:
             info = {}
-        if info.get("host") == socket.gethostname() and any(_pid_alive(int(p)) for p in info.get("pids", [])):
+        if info.get("host") == socket.gethostname() and any(pid_alive(int(p)) for p in info.get("pids", [])):
             raise AdviseError(f"run {run['id']} is still running (pid {info.get('pids')}); stop it before resuming")
     ckpts = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1])) if (run_dir / "checkpoints").is_dir() else []
