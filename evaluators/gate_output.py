@@ -51,24 +51,3 @@ def markdown(result: dict, suite: str) -> str:
     for w in result.get("warnings", []):
         lines.append(f"\n> ⚠️ {_md_escape(w)}")
     return "\n".join(lines) + "\n"
-
-
-def print_table(result: dict, suite: str, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    con = console or Console()
-    style = {"pass": "green", "fail": "bold red", "warn": "yellow"}
-    t = Table(title=Text(f"advise gate: {suite} — {result['candidate']} ({result['items']} items)"))
-    t.add_column("gate")
-    t.add_column("status")
-    t.add_column("observed", justify="right")
-    t.add_column("detail")
-    for r in result["gates"]:
-        obs = r.get("observed")
-        t.add_row(Text(str(r["gate"])), Text(r["status"].upper(), style=style[r["status"]]),
-                  "" if obs is None else Text(str(obs)), Text(str(r["message"])))
-    con.print(t)
-    con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
-                   style=style[result["status"]]))

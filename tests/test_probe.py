@@ -137,6 +137,12 @@ def test_probe_runs_every_arm_through_eval_and_train_and_a_rerun_recomputes_noth
     assert after == before  # nothing evaluated or trained again
     assert "Measured verdict:" in again.stdout and "Rule-based verdict: lora" in again.stdout
     assert ("probe", "done") in _runs(project / ".advise" / "store.sqlite")
+    # the report shows the probe beside the rule-based verdict
+    rep = fx.cli("report", project)
+    assert rep.exit_code == 0, rep.output
+    html = (project / ".advise" / "report.html").read_text(encoding="utf-8")
+    assert "Probe: the choice measured on a dev split" in html and "Rule-based verdict: lora" in html
+    assert "lora on 152 examples" in html and "20 dev items carved from train" in html
 
 
 @pytest.mark.slow
@@ -228,3 +234,20 @@ def test_the_extrapolation_is_checked_against_a_full_run(tmp_path):
     print("EXTRAPOLATION", json.dumps(record))
     assert out["curve"]["status"] in ("fitted", "inconclusive")
     assert 0.0 <= measured <= 1.0
+
+
+def test_a_project_whose_docs_hold_the_answers_exercises_the_rag_and_oracle_arms(tmp_path, train_tiny_model):
+    """policy-faq-rag: FAQ answers quoted from docs/. The oracle context finds the passage holding each
+    answer; RAG and oracle are measured on the same dev items, and the reading says which fails."""
+    project = fx.copy_project("policy-faq-rag", tmp_path / "faq", train_tiny_model, {"max_steps": 2})
+    res = fx.cli("probe", project, "--json", "--shots", "0", "--no-fine-tune", "--max-items", "20")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    arms = {a["name"]: a for a in out["arms"]}
+    assert {"zero-shot", "rag", "oracle context"} <= set(arms)
+    assert arms["rag"]["kind"] == "rag" and arms["oracle context"]["kind"] == "oracle"
+    found = int(arms["oracle context"]["note"].split("found for ")[1].split(" of ")[0])
+    assert found >= 15, arms["oracle context"]["note"]  # the answers are quoted from the FAQ
+    assert out["rag"] is not None and out["rag"]["reading"]
+    assert out["verdict"]["rule_method"] == "rag"
+    assert not [a for a in out["arms"] if a["kind"] == "fine-tuning"]

@@ -10,6 +10,9 @@ finding and sample is the one a single sequential pass gives. The seeded samples
 for the goal signals) are drawn by the main process from the same random sequences as that pass;
 the sampled records are then read again by their byte offsets. Within a process, tokenizing and
 MinHash (Rust and numpy, which release the GIL) run on a worker thread beside the reading.
+
+One concept, one file (about 600 lines): the pass, its parallel split and its merge must agree line
+for line with a sequential pass, so they stay together.
 """
 
 from __future__ import annotations

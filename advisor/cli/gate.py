@@ -10,12 +10,13 @@ from pathlib import Path
 import click
 
 from advisor.cli.main import guard
+from advisor.cli.views import print_gate_table
 from advisor.errors import AdviseError
 from advisor.files import check_output_path, write_output
 from advisor.project import load_project
 from advisor.store import Store
 from evaluators.gate_output import junit_xml as to_junit
-from evaluators.gate_output import markdown, print_table
+from evaluators.gate_output import markdown
 from evaluators.gates import check_project
 
 
@@ -61,6 +62,6 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
-        print_table(result, suite)
+        print_gate_table(result, suite)
     sys.exit(0 if result["status"] == "pass" else 1)
 

@@ -196,3 +196,21 @@ def print_probe(p: dict, console: Console | None = None) -> None:
                            f"full run's {comp['full_run_steps']:,}"))
     for lim in p.get("limits") or []:
         console.print(plain(f"limit: {lim}", style="dim"))
+
+
+def print_gate_table(result: dict, suite: str, console=None) -> None:
+    """`advise gate`: one row per gate, then the overall outcome; data printed as text."""
+    con = console or Console()
+    style = {"pass": "green", "fail": "bold red", "warn": "yellow"}
+    t = Table(title=plain(f"advise gate: {suite} — {result['candidate']} ({result['items']} items)"))
+    t.add_column("gate")
+    t.add_column("status")
+    t.add_column("observed", justify="right")
+    t.add_column("detail")
+    for r in result["gates"]:
+        obs = r.get("observed")
+        t.add_row(plain(r["gate"]), Text(r["status"].upper(), style=style[r["status"]]),
+                  "" if obs is None else plain(obs), plain(r["message"]))
+    con.print(t)
+    con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
+                   style=style[result["status"]]))

@@ -121,8 +121,10 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
     if commands:
         repro["commands"] = "\n".join(dict.fromkeys(reversed(commands)))
     gate = _gate(project, store, ev)
+    probe_run = store.latest_run("probe")
     return {
         "project": {"name": project.name, "task": project.task, "base_model": project.base_model},
+        "probe": (probe_run or {}).get("result"),
         "decision": decide(project, store, ev, gate, train, assessment),
         "assessment": assessment,
         "eval": eval_block,

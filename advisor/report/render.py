@@ -142,6 +142,30 @@ def _config_rows(config) -> list[tuple[str, str]]:
     return out
 
 
+def _probe_charts(probe: dict | None) -> list[str]:
+    """The probe's shots chart (score against k) and learning curve (score against training examples,
+    with the extrapolated points), as inline SVG; data labels are plain text."""
+    if not probe:
+        return []
+    out = []
+    shots = [s for s in probe.get("shots") or [] if s.get("value") is not None]
+    if len(shots) > 1:
+        out.append(charts.bar_with_ci(f"{probe.get('metric')} against few-shot k", [f"k={s['k']}" for s in shots],
+                                      [s["value"] for s in shots], [s.get("ci") for s in shots]))
+    ft = [a for a in probe.get("arms") or [] if a.get("kind") == "fine-tuning" and a.get("value") is not None]
+    if len(ft) > 1:
+        xs = [a["train_examples"] for a in ft]
+        ys = [a["value"] for a in ft]
+        curve = probe.get("curve") or {}
+        if curve.get("status") == "fitted":
+            for pred in curve.get("predictions", {}).values():
+                xs.append(pred["n"])
+                ys.append(pred["value"])
+        out.append(charts.line(f"{probe.get('metric')} against training examples (measured, then extrapolated)",
+                               xs, ys, "training examples", probe.get("metric") or "score"))
+    return out
+
+
 def render_report(data: dict) -> str:
     """``data``: project (dict), assessment, eval ({runs, comparisons, worse, canary}), train, gate,
     repro (dict of label -> text), pipeline ({notes, training_note})."""
@@ -177,6 +201,7 @@ def render_report(data: dict) -> str:
         repro={k: _cut(v, 6000) for k, v in (data.get("repro") or {}).items()},
         pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
         eval_note=data.get("eval_note"), train_note=data.get("train_note"),
+        probe=data.get("probe"), probe_charts=_probe_charts(data.get("probe")),
     )
 
 
