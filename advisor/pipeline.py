@@ -116,7 +116,7 @@ def run_pipeline(project_dir: Path, *, method: str | None = None, until: str | N
     project = load_project(project_dir)
     _check_method(method)
 
-    check_output_path(out, "the report (--out)")
+    check_output_path(out, "the report (--out)", force=True)  # ownership: checked by the command
     command = "advise " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("advise") else "advise run"
     docs = project.data_path("docs")
     use_emb = bool(docs and docs.is_dir())
@@ -271,7 +271,7 @@ def report_only(project_dir: Path, out: Path | None = None) -> Path:
 
     project = load_project(project_dir)
 
-    check_output_path(out, "the report (--out)")
+    check_output_path(out, "the report (--out)", force=True)  # ownership: checked by the command
     if not (project.store_dir / "store.sqlite").is_file():
         raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
     return _report(project, out or (project.store_dir / "report.html"), None)[0]

@@ -29,10 +29,11 @@ from evaluators.gates import check_project
 @click.option("--junit-xml", type=click.Path(path_type=Path), help="Write JUnit XML (one test case per gate).")
 @click.option("--summary-md", type=click.Path(path_type=Path), help="Write a Markdown summary "
               "(also appended to $GITHUB_STEP_SUMMARY when set).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --junit-xml/--summary-md file advise did not write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate results as JSON on stdout.")
 @guard
 def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run_eval_first: bool,
-             junit_xml: Path | None, summary_md: Path | None, as_json: bool):
+             junit_xml: Path | None, summary_md: Path | None, force: bool, as_json: bool):
     """Check the gates of PROJECT_DIR's project.yaml against its stored eval results.
 
     \b
@@ -40,9 +41,11 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
     (unknown metric, missing baseline or results, unreadable project or store).
     """
 
-    check_output_path(junit_xml, "--junit-xml")
-    check_output_path(summary_md, "--summary-md")
+    check_output_path(junit_xml, "--junit-xml", force=True)  # a path that can never be written: before loading
+    check_output_path(summary_md, "--summary-md", force=True)
     project = load_project(project_dir)
+    check_output_path(junit_xml, "--junit-xml", project=project, force=force)
+    check_output_path(summary_md, "--summary-md", project=project, force=force)
     if not project.store_dir.joinpath("store.sqlite").is_file() and not run_eval_first:
         raise AdviseError("no run store: run advise eval first, or advise gate --eval", file=project.store_dir)
     with Store.for_project(project) as store:

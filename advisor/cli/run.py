@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from advisor.cli.main import guard
+from advisor.files import check_output_path
 from advisor.lock import writing
 from advisor.pipeline import STAGES, report_only, run_pipeline
 from advisor.probe import ProbeOptions, run_probe
@@ -25,11 +26,12 @@ EXIT_BLOCKED = 1  # the assessment found blockers: nothing was evaluated or trai
 @click.option("--ignore-blockers", is_flag=True, help="Go on although the assessment found blockers.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the report here (default PROJECT_DIR/.advise/report.html).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file advise did not write.")
 @click.option("--probe", is_flag=True, help="First measure the choice on a dev split of train (advise probe) and "
                                           "train the measured winner when the probe decides.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pipeline result as JSON.")
 @guard
-def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, probe, as_json):
+def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, force, probe, as_json):
     """Assess, evaluate the baselines, train the recommended method, evaluate the tuned model,
     compare and write the HTML report. Stages whose stored results are still valid are skipped.
 
@@ -37,6 +39,7 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, pro
     (the report says why; --ignore-blockers goes on), 2 on bad input."""
 
     project = load_project(project_dir)
+    check_output_path(out, "the report (--out)", project=project, force=force)
     with writing(project, "advise run"):
         measured = None
         if probe and not dry_run:
@@ -120,8 +123,10 @@ def _print_outcome(o: dict) -> None:
 @click.argument("project_dir", type=click.Path(path_type=Path), default=".")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the report here (default PROJECT_DIR/.advise/report.html).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file advise did not write.")
 @guard
-def report_cmd(project_dir: Path, out):
+def report_cmd(project_dir: Path, out, force):
     """Render the HTML report of PROJECT_DIR from what the run store holds (no model calls)."""
 
+    check_output_path(out, "the report (--out)", project=load_project(project_dir), force=force)
     click.echo(report_only(project_dir, out))
