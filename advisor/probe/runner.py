@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from advisor.assess.assessment import assess_and_store, inputs_hash
+from advisor.assess.assessment import assess_and_store
 from advisor.data.dataset import load_project_data
 from advisor.data.docs import doc_files, load_docs
 from advisor.errors import AdviseError
-from advisor.hashing import stable_hash
+from advisor.hashing import file_hash, stable_hash
+from advisor.hf import model_fingerprint
 from advisor.methods import NO_TRAINING, estimate_row, plugin_for
 from advisor.probe.arms import ArmResult, evaluate_arm, train_arm
 from advisor.probe.curve import fit_curve
@@ -35,6 +36,21 @@ from evaluators.stats import wilson_interval
 
 PROBE_VERSION = 1
 Say = Callable[[str], None]
+
+
+def _inputs(project: Project) -> dict:
+    """What the arms' results depend on: project.yaml's settings, the data and docs contents and the
+    base model's identity (not the code of advise: an upgrade must not throw finished arms away)."""
+    parts: dict = {"project": project.model_dump(mode="json"), "rubric": load_rubric("probe", project.root)}
+    for key in ("train", "eval"):
+        p = project.data_path(key)
+        parts[key] = file_hash(p) if p is not None and p.is_file() else None
+    docs = project.data_path("docs")
+    if docs is not None and docs.is_dir():
+        parts["docs"] = {str(f.relative_to(docs)): file_hash(f) for f in doc_files(docs, project.root)}
+    bm = project.base_model_dir()
+    parts["base_model"] = model_fingerprint(bm) if bm is not None and bm.is_dir() else project.base_model
+    return parts
 
 
 def _full_run_steps(project: Project, plugin: str, n_train: int) -> int:
@@ -79,7 +95,7 @@ def run_probe(project: Project, options: ProbeOptions | None = None, *, say: Say
     split = dev_split(pool, size=size, seed=options.seed)
     assessment, _ = assess_and_store(project, use_embeddings=False, command="advise probe")
     rec = assessment["recommendation"]
-    key = stable_hash({"v": PROBE_VERSION, "inputs": inputs_hash(project), "options": options.key()})
+    key = stable_hash({"v": PROBE_VERSION, "inputs": _inputs(project), "options": options.key()})
     ws = Workspace(project, key)
     state = ws.load_state()
     arms_state: dict = state.setdefault("arms", {})
