@@ -59,3 +59,19 @@ def shared_datasets():
     if not SHARED.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED}")
     return SHARED
+
+
+def assess_json(root) -> dict:
+    """`advise assess ROOT --json --no-embeddings` through the CLI (exit 0 asserted), parsed."""
+    from click.testing import CliRunner
+
+    from advisor.cli.main import main
+
+    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def codes(out: dict) -> dict:
+    """The assessment's findings by code."""
+    return {f["code"]: f for f in out["findings"]}

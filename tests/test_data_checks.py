@@ -4,20 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import chat
+from conftest import assess_json, chat, codes
 
 from advisor.cli.main import main
-
-
-def assess_json(root):
-    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
-    assert r.exit_code == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def codes(out):
-    return {f["code"]: f for f in out["findings"]}
-
 
 GOOD = [chat(f"my card {i} was declined at shop {i * 7}", "card_declined") for i in range(30)]
 

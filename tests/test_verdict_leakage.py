@@ -8,20 +8,7 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
-from conftest import chat
-
-from advisor.cli.main import main
-
-
-def assess_json(root):
-    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
-    assert r.exit_code == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def codes(out):
-    return {f["code"]: f for f in out["findings"]}
+from conftest import assess_json, chat, codes
 
 
 def _norm(text: str) -> str:  # independent of advisor.data.textnorm: casefold, drop punctuation, squash spaces

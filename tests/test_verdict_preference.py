@@ -8,19 +8,7 @@ import json
 import re
 from collections import Counter
 
-from click.testing import CliRunner
-
-from advisor.cli.main import main
-
-
-def assess_json(root):
-    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
-    assert r.exit_code == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def codes(out):
-    return {f["code"]: f for f in out["findings"]}
+from conftest import assess_json, codes
 
 
 def _prompt(r):  # the shared start of chosen and rejected, up to the last assistant turn

@@ -3,11 +3,9 @@ for the case, output forms, refusals by how a reply opens, task cues as words, s
 
 import json
 
-from click.testing import CliRunner
-from conftest import chat
+from conftest import assess_json, chat, codes
 
 from advisor.assess.decide import Facts, decide
-from advisor.cli.main import main
 from advisor.rubric import load_rubric
 
 R = load_rubric("decision")
@@ -19,14 +17,6 @@ def facts(**kw):
     return Facts(**base)
 
 
-def assess_json(root):
-    r = CliRunner().invoke(main, ["assess", str(root), "--json", "--no-embeddings"])
-    assert r.exit_code == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def codes(out):
-    return {f["code"]: f for f in out["findings"]}
 
 
 def test_190_and_210_examples_get_close_scores_and_low_confidence_not_opposite_certainties():
