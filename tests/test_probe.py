@@ -216,6 +216,7 @@ def test_the_extrapolation_is_checked_against_a_full_run(tmp_path):
     root = _demo(tmp_path)
     res = fx.cli("probe", root, "--json", "--fractions", "0.125,0.25,0.5", "--shots", "0", "--seed", "0")
     assert res.exit_code == 0, res.output
+    assert res.stdout.lstrip().startswith("{"), res.stdout[:500]  # stdout carries the JSON only
     out = json.loads(res.stdout)
     probe_dir = root / ".advise" / "probe" / out["key"]
     full = probe_dir / "full"
@@ -251,3 +252,21 @@ def test_a_project_whose_docs_hold_the_answers_exercises_the_rag_and_oracle_arms
     assert out["rag"] is not None and out["rag"]["reading"]
     assert out["verdict"]["rule_method"] == "rag"
     assert not [a for a in out["arms"] if a["kind"] == "fine-tuning"]
+
+
+def test_assess_probe_extends_the_contract_only(tmp_path, train_tiny_model):
+    """`advise assess --probe --json` adds a "probe" key; every other key is what `assess --json` prints.
+    The probe's defaults come from the project's rubrics/probe.yaml override here (one shot, one arm)."""
+    project = fx.copy_project("ticket-routing-tiny", tmp_path / "ticket", train_tiny_model, PROBE_TRAIN)
+    (project / "rubrics").mkdir()
+    (project / "rubrics" / "probe.yaml").write_text("defaults:\n  shots: [0]\n  fractions: [0.1]\n  dev_max: 20\n")
+    plain = json.loads(fx.cli("assess", project, "--json", "--no-embeddings").stdout)
+    res = fx.cli("assess", project, "--json", "--no-embeddings", "--probe")
+    assert res.exit_code == 0, res.output
+    probed = json.loads(res.stdout)
+    assert set(probed) == set(plain) | {"probe"}
+    for k in plain:
+        if k not in ("seconds",):
+            assert probed[k] == plain[k], k
+    assert [a["name"] for a in probed["probe"]["arms"]][:1] == ["zero-shot"]
+    assert probed["probe"]["dev"]["dev_items"] == 20

@@ -158,10 +158,15 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool, probe: bool, p
     project = load_project(project_dir)
     result, _ = assess_and_store(project, use_embeddings=not no_embeddings, command=" ".join(sys.argv))
     if probe:  # an extension of the contract: without --probe the JSON is what it always was
+        import contextlib
+
+        from advisor.lock import writing
         from advisor.probe import ProbeOptions, run_probe
 
         opts = ProbeOptions.defaults(project.root, budget_minutes=probe_budget_minutes)
-        result = {**result, "probe": run_probe(project, opts, say=lambda m: click.echo(m, err=True))}
+        with writing(project, "advise assess --probe"), contextlib.redirect_stdout(sys.stderr):
+            measured = run_probe(project, opts, say=lambda m: click.echo(m, err=True))
+        result = {**result, "probe": measured}
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

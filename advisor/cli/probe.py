@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -69,7 +70,8 @@ def probe_cmd(project_dir: Path, shots, fractions, max_items, seed, budget_minut
     project = load_project(project_dir)
     opts = probe_options(project, shots=shots, fractions=fractions, max_items=max_items, seed=seed,
                          budget_minutes=budget_minutes, method=method, no_fine_tune=no_fine_tune)
-    with writing(project, "advise probe"):
+    # libraries print to stdout now and then (training, generation); stdout carries the result only
+    with writing(project, "advise probe"), contextlib.redirect_stdout(sys.stderr):
         result = run_probe(project, opts, say=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

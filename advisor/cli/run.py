@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, for
     with writing(project, "advise run"):
         measured = None
         if probe and not dry_run:
-            measured = run_probe(project, ProbeOptions.defaults(project.root), say=lambda m: click.echo(m, err=True))
+            with contextlib.redirect_stdout(sys.stderr):  # stdout carries the result only
+                measured = run_probe(project, ProbeOptions.defaults(project.root), say=lambda m: click.echo(m, err=True))
             method = method or _measured_method(measured)
         res = run_pipeline(project_dir, method=method, until=until, dry_run=dry_run,
                            ignore_blockers=ignore_blockers, out=out)
