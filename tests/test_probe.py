@@ -270,3 +270,12 @@ def test_assess_probe_extends_the_contract_only(tmp_path, train_tiny_model):
             assert probed[k] == plain[k], k
     assert [a["name"] for a in probed["probe"]["arms"]][:1] == ["zero-shot"]
     assert probed["probe"]["dev"]["dev_items"] == 20
+
+
+def test_run_probe_trains_the_measured_winner_only_when_the_probe_decides():
+    from advisor.cli.run import _measured_method
+
+    assert _measured_method({"plugin": "lora", "verdict": {"status": "decided", "method": "lora"}}) == "lora"
+    assert _measured_method({"plugin": "dpo", "verdict": {"status": "decided", "method": "rlhf"}}) == "dpo"
+    assert _measured_method({"plugin": "lora", "verdict": {"status": "decided", "method": "rag"}}) == "rag"
+    assert _measured_method({"plugin": "lora", "verdict": {"status": "inconclusive", "method": "lora"}}) is None
