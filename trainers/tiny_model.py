@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from advisor.hf import quiet_libraries
+
 PAD_TOKEN = "<|pad|>"
 BOS_TOKEN = "<|bos|>"
 END_TOKEN = "<|end|>"  # end of text and end of turn: the eos token
@@ -130,6 +132,7 @@ def build_tiny_model(
     Returns a JSON-serialisable summary (also written to ``out_dir/tiny_model_build.json``).
     """
     t_start = time.perf_counter()
+    quiet_libraries()  # no weight-writing bar or deprecation chatter on the user's terminal
     import torch
 
     previous_threads = torch.get_num_threads()
