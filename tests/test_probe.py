@@ -226,7 +226,9 @@ def test_the_extrapolation_is_checked_against_a_full_run(tmp_path):
     # train on every training record the probe's arms drew from (dev excluded) for the full step budget
     r = fx.cli("train", full, "--method", out["plugin"], "--max-steps", str(out["compute"]["full_run_steps"]))
     assert r.exit_code == 0, r.output
-    ev = json.loads(fx.cli("eval", full, "--json", "--candidates", "tuned:*").stdout)
+    r = fx.cli("eval", full, "--json", "--candidate", "tuned:*", "--canary", "none")
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
     measured = ev["runs"][0]["metrics"][out["metric"]]["value"]
     pred = out["curve"]["predictions"]["1x"]
     record = {"measured_full": measured, "predicted": pred, "curve": out["curve"]["status"],
