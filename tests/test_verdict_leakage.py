@@ -125,3 +125,22 @@ def test_for_prompting_and_rag_leakage_is_about_the_few_shot_pool(make_project, 
     text = " ".join(out["recommendation"]["blockers"] + out["recommendation"]["warnings"])
     assert "20 of 40 eval records also appear in train" in text
     assert "keep 20 train records that match eval records out of the few-shot pool" in text
+
+
+def test_the_terminal_view_shows_the_warnings(tmp_path):
+    """banking77's leakage within the CI is a warning: the terminal summary says so, not only --json."""
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import SAMPLES
+
+    from advisor.cli.main import main
+
+    root = tmp_path / "b77"
+    shutil.copytree(SAMPLES / "banking77-intents", root, ignore=shutil.ignore_patterns(".advise"))
+    out = assess_json(root)
+    warnings = out["recommendation"].get("warnings") or []
+    assert warnings, "banking77's leakage should be a warning"
+    r = CliRunner().invoke(main, ["assess", str(root), "--no-embeddings"])
+    assert r.exit_code == 0 and "Warnings: worth a look" in r.stdout
+    assert warnings[0][:40] in " ".join(r.stdout.split())

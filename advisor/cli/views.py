@@ -57,6 +57,10 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
         con.print("[bold red]Blockers: fix before spending money[/]")
         for b in rec["blockers"]:
             con.print(plain(f"  ✗ {b}", "red"))
+    if rec.get("warnings"):
+        con.print("[bold yellow]Warnings: worth a look, not blocking[/]")
+        for w in rec["warnings"]:
+            con.print(plain(f"  ! {w}", "yellow"))
     if rec["alternatives"]:
         con.print("[bold]Alternatives[/]")
         for alt in rec["alternatives"]:
