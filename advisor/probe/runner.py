@@ -203,6 +203,10 @@ def run_probe(project: Project, options: ProbeOptions | None = None, *, say: Say
         if not higher:
             limits.append("the primary metric falls as it improves: the learning curve is fitted as is")
     verdict = measured_verdict(arms, curve, plugin, rec)
+    if curve and curve.get("status") == "fitted":
+        limits.append("the fine-tuning arms train fewer steps as well as fewer examples: a full run can land above "
+                      "the extrapolated interval (BENCHMARKS.md, probe: a real full run landed far above it), so "
+                      "read the extrapolation as a lower bound")
     share = round(probe_steps / full_steps, 4) if full_steps else None
     if share is not None and share > float(d("max_compute_share")):
         limits.append(f"the fine-tuning arms used {share:.0%} of the full run's steps (target "
