@@ -200,3 +200,30 @@ def test_assess_with_docs_prints_nothing_but_its_result(tmp_path):
                           "assess", str(root), "--json"], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert json.loads(res.stdout)["recommendation"]["method"] == "rag"
+
+
+def _stuck_worker(span):
+    import time
+
+    time.sleep(600)  # a forked worker that never finishes (as one stuck on an inherited lock would)
+
+
+def test_a_stuck_parallel_worker_falls_back_to_one_process(make_project, monkeypatch):
+    import shutil
+
+    import advisor.assess.profile as profile
+
+    recs = [chat(f"message {i} about topic {i % 13}", f"label_{i % 4}") for i in range(400)]
+    root = make_project(recs)
+    monkeypatch.setenv("ADVISE_WORKERS", "1")
+    one = assess(root)
+    monkeypatch.setenv("ADVISE_WORKERS", "2")
+    monkeypatch.setattr(profile, "_scan_worker", _stuck_worker)
+    monkeypatch.setattr(profile, "PARALLEL_DEADLINE_S", 2.0)
+    monkeypatch.setattr(profile, "PARALLEL_DEADLINE_PER_LINE_S", 0.0)
+    shutil.rmtree(root / ".advise")  # no stored assessment to reuse: read the file again
+    r = CliRunner().invoke(main, ["assess", str(root), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert "did not finish within 2 s; reading it in one process instead" in r.stderr
+    two = json.loads(r.stdout)
+    assert one["data"] == two["data"] and one["findings"] == two["findings"]

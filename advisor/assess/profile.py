@@ -43,6 +43,10 @@ from advisor.rubric import value
 SAMPLE_RECORDS = 2000  # records kept for goal signals (docs overlap, embeddings)
 BACKGROUND_FROM_LINES = 1000  # files from this size use a worker thread for tokenizing and MinHash
 PARALLEL_FROM_LINES = 50_000  # files from this size are read by several processes (ADVISE_WORKERS)
+# a forked worker that has not finished by then is taken for stuck and the file is read in one process:
+# generous (the sequential pass reads ~100k examples in a few CPU seconds), so only a hang reaches it
+PARALLEL_DEADLINE_S = 300.0
+PARALLEL_DEADLINE_PER_LINE_S = 0.002
 LINES_PER_WORKER = 25_000
 MAX_WORKERS = 8
 
@@ -424,20 +428,30 @@ def _profile_parallel(job: _Job, spans: list[tuple[int, int, int]], findings: Fi
     saved = os.environ.get("TOKENIZERS_PARALLELISM")
     # forked workers tokenize one text after another (and tokenizers stays quiet about the fork)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    deadline = PARALLEL_DEADLINE_S + PARALLEL_DEADLINE_PER_LINE_S * (spans[-1][2] if spans else 0)
     try:
         with multiprocessing.get_context("fork").Pool(len(spans)) as pool:
             if saved is None:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
             else:
                 os.environ["TOKENIZERS_PARALLELISM"] = saved
-            parts = pool.map(_scan_worker, spans, chunksize=1)
-            return _merge(job, parts, findings, pool)
+            try:
+                parts = pool.map_async(_scan_worker, spans, chunksize=1).get(timeout=deadline)
+            except multiprocessing.TimeoutError:
+                parts = None  # a forked worker is stuck (a lock inherited from a thread of this process)
+            if parts is not None:
+                return _merge(job, parts, findings, pool)
+            pool.terminate()
     finally:
         _JOB = None
         if saved is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = saved
+    print(f"advise: the parallel read of {job.display} did not finish within {deadline:.0f} s; "
+          "reading it in one process instead (the result is the same)", file=sys.stderr, flush=True)
+    with ThreadPoolExecutor(1, "advise-profile") as ex:
+        return _merge(job, [_scan(job, None, ex)], findings)
 
 
 def _draw_token_sample(job: _Job, parts: list[_Part]) -> list[tuple[int, int]]:
