@@ -23,6 +23,7 @@ from advisor.data.records import Record
 from advisor.probe.options import ProbeOptions
 from advisor.probe.split import dev_split, nested_fractions
 from advisor.rubric import load_rubric, value
+from advisor.training import run_settings, total_steps
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
 
@@ -34,14 +35,16 @@ def records(n: int) -> list[Record]:
                    key=r["text"]) for i, r in enumerate(rows)]
 
 
-def plan(n: int, *, epochs: float = 3.0, batch: int = 16) -> dict:
+def plan(n: int, plugin: str = "lora") -> dict:
     table = load_rubric("probe")
     d = lambda k: value(table, "defaults", k)  # noqa: E731
     opts = ProbeOptions.defaults()
     pool = records(n)
     size = min(int(d("dev_max")), max(int(d("dev_min")), round(float(d("dev_share")) * len(pool))))
     split = dev_split(pool, size=size, seed=0)
-    full_steps = max(1, math.ceil(epochs * len(pool) / batch))
+    s = run_settings(plugin, {}, len(pool))  # the plugin's own defaults, as the probe and the estimate use
+    full_steps = total_steps(s["max_steps"], s["epochs"], default_epochs=s["epochs"], batch_size=s["batch_size"],
+                             grad_accum=s["grad_accum"], examples=len(pool))
     arms = nested_fractions(split.train, opts.fractions, seed=0, min_examples=int(d("min_arm_examples")))
     steps = [max(1, math.ceil(full_steps * len(s) / len(pool))) for _, s in arms]
     evals = (len(opts.shots) + 1 + len(arms)) * len(split.dev)  # shots arms, knowledge, tuned arms

@@ -75,3 +75,19 @@ def assess_json(root) -> dict:
 def codes(out: dict) -> dict:
     """The assessment's findings by code."""
     return {f["code"]: f for f in out["findings"]}
+
+
+def lock_holder(store_dir: Path, command: str):
+    """Another process that holds ``store_dir``'s project lock until killed (the caller kills it);
+    returned once the lock is held."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, time; from advisor.lock import project_lock\n"
+        f"with project_lock(pathlib.Path({str(store_dir)!r}), {command!r}):\n"
+        "    print('held', flush=True); time.sleep(300)\n")], stdout=subprocess.PIPE, text=True)
+    if child.stdout.readline().strip() != "held":
+        child.kill()
+        raise RuntimeError("the lock holder did not take the lock")
+    return child

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import lock_holder
 
 from advisor.errors import AdviseError
 from advisor.lock import holder, project_lock
@@ -15,12 +14,8 @@ from advisor.lock import holder, project_lock
 
 def test_a_second_writer_is_refused_while_the_first_lives(tmp_path):
     store = tmp_path / ".advise"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from advisor.lock import project_lock\n"
-        f"with project_lock(__import__('pathlib').Path({str(store)!r}), 'advise eval'):\n"
-        "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child = lock_holder(store, "advise eval")
     try:
-        assert child.stdout.readline().strip() == "held"
         with pytest.raises(AdviseError, match=rf"in use by PID {child.pid} \(advise eval, since "):
             with project_lock(store, "advise train"):
                 pass

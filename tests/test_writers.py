@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import train_fixtures as fx
 import yaml
+from conftest import lock_holder
 
 train_tiny_model = fx.train_tiny_model
 SFT = {"max_steps": 4, "learning_rate": 5.0e-3, "batch_size": 8, "max_length": 64, "seed": 7}
@@ -17,12 +16,8 @@ SFT = {"max_steps": 4, "learning_rate": 5.0e-3, "batch_size": 8, "max_length": 6
 
 def test_a_second_writer_gets_the_holders_pid(tmp_path, train_tiny_model):
     project = fx.copy_project("ticket-routing-tiny", tmp_path / "ticket", train_tiny_model, SFT)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time, pathlib; from advisor.lock import project_lock\n"
-        f"with project_lock(pathlib.Path({str(project / '.advise')!r}), 'advise train'):\n"
-        "    print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    holder = lock_holder(project / ".advise", "advise train")
     try:
-        assert holder.stdout.readline().strip() == "held"
         for args in (["eval", project, "--max-items", "2"], ["train", project, "--method", "lora"]):
             r = fx.cli(*args)
             assert r.exit_code == 2, r.output

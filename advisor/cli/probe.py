@@ -16,26 +16,19 @@ from advisor.probe import ProbeOptions, run_probe
 from advisor.project import load_project
 
 
-def _floats(text: str | None) -> list[float] | None:
+def _numbers(text: str | None, kind: type) -> list | None:
+    """A comma-separated option (--shots 0,1,4 or --fractions 0.1,0.2) as numbers of ``kind``."""
     if text is None:
         return None
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {text!r}") from None
-
-
-def _ints(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected whole numbers separated by commas, got {text!r}") from None
+        what = "whole numbers" if kind is int else "numbers"
+        raise click.BadParameter(f"expected {what} separated by commas, got {text!r}") from None
 
 
 def probe_options(project, *, shots, fractions, max_items, seed, budget_minutes, method, no_fine_tune) -> ProbeOptions:
-    return ProbeOptions.defaults(project.root, shots=_ints(shots), fractions=_floats(fractions),
+    return ProbeOptions.defaults(project.root, shots=_numbers(shots, int), fractions=_numbers(fractions, float),
                                  max_items=max_items, seed=seed, budget_minutes=budget_minutes, method=method,
                                  fine_tune=False if no_fine_tune else None)
 

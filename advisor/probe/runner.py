@@ -32,6 +32,7 @@ from advisor.probe.workspace import Workspace
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
 from advisor.store import Store
+from advisor.training import run_settings, total_steps
 from evaluators.stats import wilson_interval
 
 PROBE_VERSION = 1
@@ -54,12 +55,11 @@ def _inputs(project: Project) -> dict:
 
 
 def _full_run_steps(project: Project, plugin: str, n_train: int) -> int:
-    """Optimizer steps of the full training run the probe stands in for."""
-    t = project.train
-    if t.max_steps:
-        return int(t.max_steps)
-    epochs = t.epochs or (1.0 if plugin == "dpo" else 3.0)
-    return max(1, math.ceil(epochs * n_train / max(1, t.batch_size)))
+    """Optimizer steps of the full training run the probe stands in for: what the plugin runs with
+    (advisor.training: its defaults, then project.yaml's train keys), as the estimate counts it."""
+    s = run_settings(plugin, project.train.model_dump(exclude_unset=True), n_train)
+    return total_steps(s["max_steps"], s["epochs"], default_epochs=s["epochs"] or 1.0, batch_size=s["batch_size"],
+                       grad_accum=s["grad_accum"], examples=n_train)
 
 
 def _plugin(project: Project, rec: dict, options: ProbeOptions, fmt: str) -> str | None:

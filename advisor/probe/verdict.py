@@ -8,8 +8,6 @@ import numpy as np
 from advisor.methods import estimate_row
 from evaluators.stats import is_binary, min_detectable_effect
 
-PLUGIN_METHOD = {"lora": "lora", "qlora": "lora", "full": "full", "dpo": "rlhf", "prompt_tuning": "lora"}
-
 
 def paired_delta(a: dict[str, float | None], b: dict[str, float | None], *, resamples: int = 2000,
                  seed: int = 0) -> dict | None:
@@ -42,7 +40,7 @@ def measured_verdict(arms: list[dict], curve: dict | None, plugin: str | None, r
         options.append({"method": "rag", "value": best["value"], "ci": best["ci"], "arm": best["name"],
                         "source": "measured"})
     ft = sorted(by_kind.get("fine-tuning", []), key=lambda a: a.get("train_examples") or 0)
-    ft_method = PLUGIN_METHOD.get(plugin or "", plugin) if ft else None
+    ft_method = estimate_row(plugin) if ft and plugin else None  # the method a plugin trains (advisor.methods)
     if ft:
         pred = (curve or {}).get("predictions", {}).get("1x")
         if curve and curve.get("status") == "fitted" and pred:
