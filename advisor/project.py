@@ -67,6 +67,19 @@ class Constraints(_Strict):
 GateValue = str | float | int | dict[str, Any] | list[dict[str, Any]]  # a list: item rules (items:)
 
 
+class BenchmarksSpec(_Strict):
+    """``eval.benchmarks``: lm-evaluation-harness tasks run on the base and every tuned model as a
+    forgetting check (the ``benchmarks`` extra; evaluators/benchmarks.py)."""
+
+    tasks: list[str] = Field(default_factory=list, description="lm-eval task or group names, e.g. [mmlu, arc_easy].")
+    include_path: str | None = Field(None, description="A directory of local lm-eval YAML tasks (relative to the project).")
+    limit: int | None = Field(None, ge=1, description="Score at most this many documents per task.")
+    num_fewshot: int = Field(0, ge=0, le=64)
+    batch_size: int = Field(8, ge=1, le=1024)
+    seed: int = Field(0, ge=0)
+    metric: dict[str, str] | None = Field(None, description="task -> the metric to compare (default: the task's first).")
+
+
 class EvalSpec(_Strict):
     gates: dict[str, GateValue] = Field(
         default_factory=dict, description='metric -> threshold, e.g. accuracy: ">= 0.85" or rouge_l: {min: 0.4}'
@@ -76,6 +89,7 @@ class EvalSpec(_Strict):
     rag_top_k: int = Field(3, ge=1, le=50)
     max_items: int | None = Field(None, ge=1, description="Evaluate at most this many held-out items.")
     max_new_tokens: int = Field(64, ge=1, le=4096)
+    benchmarks: BenchmarksSpec | None = Field(None, description="Standard benchmarks (lm-eval tasks) as a forgetting check.")
 
 
 class TrainSpec(TrainingFields, LoraFields):

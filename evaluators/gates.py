@@ -28,6 +28,7 @@ from advisor.data.dataset import item_hash, load_project_data
 from advisor.errors import AdviseError
 from advisor.project import Project
 from advisor.store import Store
+from evaluators.benchmarks import GATE_PREFIX, attach_to_views
 from evaluators.items import make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
 from evaluators.results import stored_results
@@ -57,6 +58,7 @@ class RunView:
     tags: list[list[str]] = field(default_factory=list)
     run_id: str | None = None
     canary_ids: list[str] = field(default_factory=list)  # items of the ``canary`` scores
+    metric_ids: dict[str, list[str]] = field(default_factory=dict)  # items of scores not on eval items (benchmarks)
     # the stored paired comparisons of this run against others: baseline -> metric -> {delta, ci, p_value, ...}
     # (what gates use for corpus-level metrics such as macro_f1, which have no per-item scores)
     paired: dict[str, dict] = field(default_factory=dict)
@@ -108,6 +110,13 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
             if not isinstance(val, dict) or "max_drop" not in val:
                 bad(key, "expected {max_drop: 0.05}")
             gates.append(Gate(f"canary drop <= {val['max_drop']}", "canary", metric="canary",
+                              margin=number(f"{key}.max_drop", val["max_drop"]), baseline=val.get("baseline"), key=key))
+            continue
+        if key.startswith(GATE_PREFIX):
+            if not isinstance(val, dict) or "max_drop" not in val:
+                bad(key, "expected {max_drop: 0.02}")
+            task = key[len(GATE_PREFIX):]
+            gates.append(Gate(f"{task} drop <= {val['max_drop']}", "benchmark", metric=key,
                               margin=number(f"{key}.max_drop", val["max_drop"]), baseline=val.get("baseline"), key=key))
             continue
         if key == "items":
@@ -173,6 +182,9 @@ def _paired(base: RunView, cand: RunView, metric: str) -> tuple[list, list, list
     if metric == "canary" and cand.canary_ids:
         base = RunView(base.candidate, 0, {}, base.canary_ids, base.scores)
         cand = RunView(cand.candidate, 0, {}, cand.canary_ids, cand.scores)
+    elif metric in cand.metric_ids:
+        base = RunView(base.candidate, 0, {}, base.metric_ids.get(metric, []), base.scores)
+        cand = RunView(cand.candidate, 0, {}, cand.metric_ids[metric], cand.scores)
     pos = {i: k for k, i in enumerate(base.item_ids)}
     a, b, ids, tags = [], [], [], []
     bs, cs = base.scores.get(metric), cand.scores.get(metric)
@@ -289,15 +301,19 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
                      ci=entry.get("ci"),
                      message=f"{g.metric} {'' if g.on == 'value' else g.on.replace('_', ' ') + ' '}{x:.4f} "
                              f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} ({cand.items} items)")
-        elif g.kind in ("regression", "canary"):
+        elif g.kind in ("regression", "canary", "benchmark"):
             bname = g.baseline or baseline or DEFAULT_BASELINE
             if bname not in runs:
                 raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}' "
                                   f"(have: {', '.join(sorted(runs))})")
-            metric = g.metric if g.kind == "regression" else "canary"
+            metric = "canary" if g.kind == "canary" else g.metric
             if metric not in cand.scores:
+                if g.kind == "benchmark":
+                    raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} ran no benchmark "
+                                      f"{metric[len(GATE_PREFIX):]!r}; list it in eval.benchmarks.tasks and run advise eval")
                 raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no per-item {metric} scores")
-            r.update(_regression(g, metric, runs[bname], cand, label="canary score" if g.kind == "canary" else ""))
+            label = "canary score" if g.kind == "canary" else ""
+            r.update(_regression(g, metric, runs[bname], cand, label=label))
         elif g.kind == "items":
             bname = g.baseline or baseline or DEFAULT_BASELINE
             if bname not in runs:
@@ -375,6 +391,7 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
                 v.metrics.setdefault("canary", cr["metrics"].get(headline, {}))
                 v.canary_ids = cids
     # canary scores are aligned on canary items, not eval items: give canary gates their own ids
+    attach_to_views(views, store, summary.get("benchmarks"), _stem)
     return views
 
 

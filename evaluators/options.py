@@ -47,6 +47,9 @@ class EvalOptions:
     retriever: str = _setting("embedding", "How few-shot examples and RAG passages are found.")
     canary: str | None = _setting(
         "shipped", "Forgetting check: the shipped general-capability canary set, none, or your own JSONL file.")
+    benchmarks: Sequence[str] | None = _setting(
+        None, "Standard benchmarks (lm-eval task names) on the base and tuned models (default: eval.benchmarks.tasks "
+              "of project.yaml; an empty list runs none).")
     local_backend: str = _setting(
         "transformers", "Engine for local models: transformers, or vLLM's offline engine (needs `pip install vllm`).")
     trust_remote_code: bool = _setting(

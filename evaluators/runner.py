@@ -19,6 +19,7 @@ from advisor.hashing import stable_hash
 from advisor.project import Project
 from advisor.store import Store
 from evaluators.backends.base import GenerationSettings
+from evaluators.benchmarks import run_benchmarks
 from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM, forgetting, load_canary
 from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order, plan_candidates
 from evaluators.compare import compare_runs, comparison_pairs
@@ -98,6 +99,8 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         t0 = time.perf_counter()
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
+        benchmarks = run_benchmarks(project, store, specs, tasks=opts.benchmarks, trust_remote_code=opts.trust_remote_code,
+                                    use_cache=opts.use_cache, on_model=_bench_progress(console, opts.progress))
         ev.timing["metrics"] += time.perf_counter() - t0
         warnings += _metric_warnings(ev, runs, metrics)
         data_hash = stable_hash([it.hash for it in items])
@@ -115,6 +118,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
             "runs": [r.summary() for r in runs],
             "comparisons": comparisons,
             "canary": canary_block,
+            "benchmarks": benchmarks,
             "warnings": warnings,
             "seconds": {"total": round(total, 3), **{k: round(v, 3) for k, v in ev.timing.items()}},
             "metric_share": round(ev.timing["metrics"] / total, 4) if total > 0 else None,
@@ -206,6 +210,17 @@ def _canary_block(canary_runs: list[CandidateRun], canary_items: list[EvalItem],
             comps.append(c)
     return {"source": "shipped" if canary == "shipped" else str(canary), "items": len(canary_items),
             "metrics": list(CANARY_METRICS), "runs": [r.summary() for r in canary_runs], "comparisons": comps}
+
+
+def _bench_progress(console, progress: bool):
+    """One line on stderr as each model starts its benchmarks (lm-eval's own bars are not shown)."""
+    if console is None or not progress:
+        return None
+
+    def show(stem: str, tasks: list[str]) -> None:
+        console.print(f"benchmarks {', '.join(tasks)} on {stem} (lm-eval) ...", markup=False, highlight=False)
+
+    return show
 
 
 def _metric_warnings(ev: Evaluator, runs: list[CandidateRun], metrics: list[str]) -> list[str]:

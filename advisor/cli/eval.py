@@ -103,9 +103,41 @@ def print_eval(result: dict, console=None) -> None:
             flag = "FORGETTING" if comp.get("forgetting") else "no significant loss"
             console.print(plain(f"canary {comp['a']} -> {comp['b']}: {m} {_fmt(md.get('delta'))} {_ci(md.get('ci'))}, "
                                 f"p {_p(md.get('p_value'))}: {flag}"))
+    _print_benchmarks(console, result.get("benchmarks"))
     secs = result.get("seconds", {})
     console.print(f"[dim]{secs.get('total', 0):.1f} s (metrics {secs.get('metrics', 0):.2f} s); per-item "
                   f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")
+
+
+def _task_list(value: str | None) -> list[str] | None:
+    """--benchmarks: None (project.yaml's eval.benchmarks.tasks), ``none`` (no benchmark) or a comma list."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def _print_benchmarks(console, block: dict | None) -> None:
+    """Standard benchmarks (lm-eval) beside the canary: each model's score and the tuned-vs-base change."""
+    from rich.table import Table
+
+    if not block:
+        return
+    if block.get("skipped"):
+        console.print(plain(f"benchmarks {', '.join(block['tasks'])}: not run: {block['skipped']}"))
+        return
+    t = Table(title="standard benchmarks (lm-eval): forgetting check")
+    for col in ("task", "model", "metric", "score (95% CI)", "n"):
+        t.add_column(col)
+    for r in block.get("runs") or []:
+        t.add_row(plain(r["task"]), plain(r["candidate"]), plain(r["metric"]), f"{_fmt(r['value'])} {_ci(r['ci'])}",
+                  str(r["n"]))
+    console.print(t)
+    for c in block.get("comparisons") or []:
+        flag = "FORGETTING" if c.get("forgetting") else "no significant loss"
+        console.print(plain(f"benchmark {c['task']} {c['a']} -> {c['b']}: {c['metric']} {_fmt(c.get('delta'))} "
+                            f"{_ci(c.get('ci'))}, p {_p(c.get('p_value'))}, n={c['n']}: {flag}"))
 
 
 def _opt(*decls: str, setting: str, **kw):
@@ -133,6 +165,7 @@ def _opt(*decls: str, setting: str, **kw):
 @_opt("--batch-size", setting="batch_size", type=click.IntRange(1, 1024), show_default=True)
 @_opt("--retriever", setting="retriever", type=click.Choice(RETRIEVERS), show_default=True)
 @_opt("--canary", setting="canary", show_default=True, metavar="shipped|none|FILE")
+@_opt("--benchmarks", setting="benchmarks", metavar="TASK,...|none")
 @click.option("--judge-model", default=None, metavar="NAME",
               help="LLM-as-judge: a model served by --judge-endpoint, or a local model id/directory.")
 @click.option("--judge-endpoint", default=None, metavar="URL", help="OpenAI-compatible server of the judge model.")
@@ -145,7 +178,7 @@ def _opt(*decls: str, setting: str, **kw):
 @guard
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
              concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
-             judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress, mlflow_uri):
+             benchmarks, judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress, mlflow_uri):
     """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
     PROJECT_DIR, with 95% confidence intervals and paired comparisons.
 
@@ -188,7 +221,7 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
                        endpoint_model=endpoint_model, api_key_env=api_key_env, concurrency=concurrency,
                        timeout=timeout, max_retries=max_retries, max_items=max_items, use_cache=not no_cache,
                        seed=seed, temperature=temperature, batch_size=batch_size, retriever=retriever,
-                       canary=canary_arg, local_backend=local_backend, trust_remote_code=trust_remote_code,
+                       canary=canary_arg, benchmarks=_task_list(benchmarks), local_backend=local_backend, trust_remote_code=trust_remote_code,
                        progress=not no_progress)
     with writing(project, "advise eval"):
         result = run_eval(project, opts, judge=judge, console=Console(stderr=True))

@@ -194,7 +194,8 @@ def render_report(data: dict) -> str:
     return env.get_template("report.html.jinja").render(
         csp=CSP, css=css, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         project=data.get("project") or {}, assessment=a or None, eval=ev or None, train=train,
-        train_estimate=est, gate=data.get("gate"), canary=ev.get("canary"), worse=_worse(data),
+        train_estimate=est, gate=data.get("gate"), canary=ev.get("canary"), benchmarks=ev.get("benchmarks"),
+        worse=_worse(data),
         metric_names=metric_names, charts=_charts(data, metric_names), decision=data.get("decision"),
         directions=directions, comparisons=comparisons, same_scores=same, tests=TESTS,
         hyperparameters=_config_rows((train or {}).get("config")),
