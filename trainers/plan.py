@@ -234,7 +234,8 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
         "data": {k: v for k, v in data_facts.items() if k.endswith("sha256")}})
     return TrainPlan(project, plugin, config, records, request, run_id, run_dir, nproc=nproc,
                      accelerate_config=Path(accelerate_config) if accelerate_config else None,
-                     notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)"])
+                     notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)",
+                            *filter(None, [data.train_note()])])
 
 
 def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = None,
@@ -298,6 +299,7 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
     _check_in_process(plugin.name, n, acc)
     return TrainPlan(project, plugin, config, records, request, run["id"], run_dir, resume=True, nproc=n,
                      accelerate_config=acc, prior_history=prior,
-                     notes=[f"{len(records)} training examples, from {ckpts[-1].name}"])
+                     notes=[f"{len(records)} training examples, from {ckpts[-1].name}",
+                            *filter(None, [data.train_note()])])
 
 
