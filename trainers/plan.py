@@ -25,6 +25,7 @@ from advisor.versions import distribution_of, versions
 from trainers.config import build_config
 from trainers.data import require_preference_records, require_sft_records
 from trainers.device import check_common_options, import_optional, select_device
+from trainers.loop import checkpoints
 from trainers.models import check_model_source, check_target_modules, resolve_base_model
 from trainers.plugin import FinishedRun, TrainRequest
 from trainers.registry import get_plugin, is_registered_in_process, plugin_names
@@ -278,10 +279,9 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
             info = {}
         if info.get("host") == socket.gethostname() and any(pid_alive(int(p)) for p in info.get("pids", [])):
             raise AdviseError(f"run {run['id']} is still running (pid {info.get('pids')}); stop it before resuming")
-    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1])) if (run_dir / "checkpoints").is_dir() else []
+    ckpts, _ = checkpoints(run_dir / "checkpoints")  # complete ones only (a killed save is skipped)
     if not ckpts:
-        raise AdviseError(f"run {run['id']} stopped before its first checkpoint; start a new run without --resume")
+        raise AdviseError(f"run {run['id']} stopped before its first checkpoint (none is complete); start a new run without --resume")
     plugin = get_plugin(request["plugin"])
     try:
         config = plugin.config_class.model_validate(request["config"])
