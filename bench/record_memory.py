@@ -10,6 +10,8 @@ ru_maxrss (exact, but of one process); the target holds for the larger of the tw
 
     .venv/bin/python bench/record_memory.py [--record-mb 50]
 
+``--train`` also runs ``advise train --method lora --max-steps 2`` on the project (the issue measured
+16 GB): it assesses, skips the record with one line and trains on the rest.
 ``--unbounded`` also runs assess with the bound lifted (a project override of records.max_chars)
 under an address-space limit (``--cap-mb``, default 4096) to show what the bound saves; off by
 default because without a cap that run takes the machine's memory.
@@ -72,9 +74,10 @@ def build_project(root: Path, record_mb: float) -> tuple[Path, int]:
     return project, long_line
 
 
-def run_assess(project: Path, cap_mb: int | None = None) -> dict:
-    cmd = [sys.executable, "-c", "from advisor.cli.main import main; main()", "assess", str(project), "--json",
-           "--no-embeddings"]
+def run_assess(project: Path, cap_mb: int | None = None, train: bool = False) -> dict:
+    args = ["train", str(project), "--method", "lora", "--max-steps", "2", "--json"] if train else [
+        "assess", str(project), "--json", "--no-embeddings"]
+    cmd = [sys.executable, "-c", "from advisor.cli.main import main; main()", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -90,7 +93,11 @@ def run_assess(project: Path, cap_mb: int | None = None) -> dict:
     row = {"exit": proc.returncode, "wall_s": round(wall, 2), "peak_rss_mb": round(mem.peak / 2**20),
            "children_maxrss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
            "stderr_tail": err.decode(errors="replace").strip()[-300:]}
-    if proc.returncode == 0:
+    if proc.returncode == 0 and train:
+        r = json.loads(out)
+        row.update(steps=r["steps"], examples=r["examples"],
+                   skipped=[ln for ln in err.decode(errors="replace").splitlines() if "skipped" in ln][:1])
+    elif proc.returncode == 0:
         a = json.loads(out)
         f = next((f for f in a["findings"] if f["code"] == "record_too_long"), None)
         row["finding"] = f["examples"][0] if f else None
@@ -105,6 +112,8 @@ def main() -> int:
     ap.add_argument("--record-mb", type=float, default=50.0)
     ap.add_argument("--unbounded", action="store_true", help="also run with the bound lifted, under --cap-mb")
     ap.add_argument("--cap-mb", type=int, default=4096)
+    ap.add_argument("--train", action="store_true", help="also run `advise train --max-steps 2` (assess, then "
+                    "LoRA on the tiny model) on the same project")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project, line = build_project(Path(tmp), args.record_mb)
@@ -114,6 +123,8 @@ def main() -> int:
         summary["bounded"] = bounded
         summary["meets_target"] = bounded["exit"] == 0 and bounded.get("finding") is not None and (
             max(bounded["peak_rss_mb"], bounded["children_maxrss_mb"]) < LIMIT_MB)
+        if args.train:
+            summary["train"] = run_assess(project, train=True)
         if args.unbounded:
             (project / "rubrics").mkdir()
             (project / "rubrics" / "data_checks.yaml").write_text("records:\n  max_chars: 1000000000000\n")

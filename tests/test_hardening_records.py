@@ -93,3 +93,15 @@ def test_training_skips_the_records_assess_reports_and_says_so(tmp_path, train_t
     assert "train.jsonl:41:" in r.stderr and "train.jsonl:42:" in r.stderr
     result = json.loads(r.stdout)
     assert result["examples"] == 40 and result["steps"] == 2
+
+
+def test_eval_leaves_out_an_over_long_eval_record_and_names_it(make_project):
+    from advisor.data.dataset import load_project_data
+    from advisor.project import load_project
+
+    root = make_project(GOOD, eval_records=GOOD[:3] + [chat(_noise(3000), "card_declined")] + GOOD[3:6])
+    _limit(root, 1000)
+    data = load_project_data(load_project(root))
+    assert len(data.eval) == 6 and data.eval_skipped == 1 and len(data.train) == 30 and data.train_note() is None
+    note = data.skipped_note()
+    assert note.startswith("1 invalid eval record(s) skipped") and "eval.jsonl:4:" in note and "max_chars" in note

@@ -29,7 +29,7 @@ class ProjectData:
     eval_source: str  # "file" | "holdout"
     format: str
     findings: Findings
-    eval_skipped: int = 0  # invalid eval records left out (see skipped_note)
+    eval_skipped: int = 0  # invalid or over-long eval records left out (see skipped_note)
     eval_findings: Findings | None = None
     train_skipped: int = 0  # invalid or over-long train records left out (see train_note)
     train_file: str = ""
@@ -52,7 +52,7 @@ class ProjectData:
             return None
 
         where = [f"{e['file']}:{e['line']}: {f['message']}" for f in self.eval_findings.to_list()
-                 if CODES[f["code"]][0] == ERROR for e in f["examples"]][:3]
+                 if CODES[f["code"]][0] == ERROR or f["code"] in SKIPPED_CODES for e in f["examples"]][:3]
         more = f" (and {self.eval_skipped - len(where)} more)" if self.eval_skipped > len(where) else ""
         return (f"{self.eval_skipped} invalid eval record(s) skipped, not evaluated: " + "; ".join(where) + more
                 + " (advise assess lists them all)")

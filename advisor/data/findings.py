@@ -57,8 +57,8 @@ CODES: dict[str, tuple[str, str]] = {
     # lengths
     "over_context": (WARNING, "the example is longer than the model's context window"),
     "over_max_length": (INFO, "the example is longer than train.max_length and will be truncated"),
-    "record_too_long": (WARNING, "the record has more characters than data_checks records.max_chars: only that "
-                        "many are analysed, and training and eval skip it"),
+    "record_too_long": (WARNING, "the record is longer than data_checks records.max_chars characters: analysed "
+                        "only up to that many, and not trained on or evaluated"),
     # duplicates and leakage
     "duplicate_exact": (WARNING, "an earlier record is identical"),
     "duplicate_normalised": (WARNING, "an earlier record is identical after normalising case, spacing, punctuation"),
