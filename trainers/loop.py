@@ -1,11 +1,21 @@
 """The Hugging Face Trainer loop the built-in plugins share: training arguments chosen for the
 hardware, a progress callback (loss history, tokens/s, ETA), checkpoints and resume, and the
-:class:`TrainResult`. transformers is imported inside the functions."""
+:class:`TrainResult`. transformers is imported inside the functions.
+
+Checkpoints are written whole or not at all: the Trainer saves ``checkpoint-N`` under a staging
+name (``.saving-N/checkpoint-N``) that is renamed into place once every file is written, so a kill
+during a save leaves only the staging directory. ``--resume`` continues from the last complete
+checkpoint (its trainer_state.json whole and of its own step), skips incomplete ones and says so.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +25,11 @@ from advisor import training
 from trainers.device import DeviceInfo, PeakMemory
 from trainers.plugin import PluginConfig, ProgressEvent, TrainRequest, TrainResult
 
-__all__ = ["checkpoint_interval", "last_checkpoint", "make_callback", "run_trainer", "total_steps",
+__all__ = ["checkpoint_interval", "checkpoints", "last_checkpoint", "make_callback", "run_trainer", "total_steps",
            "training_arguments"]
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # as transformers names them (trainer_utils.PREFIX_CHECKPOINT_DIR)
+STAGING = ".saving-"  # where a checkpoint is written before it is renamed into place
 
 
 def total_steps(config: PluginConfig, n_examples: int, world_size: int = 1) -> int:
@@ -79,12 +92,80 @@ def training_arguments(req: TrainRequest, device: DeviceInfo, n_examples: int, *
     return kw
 
 
-def last_checkpoint(req: TrainRequest) -> str | None:
-    if not req.checkpoint_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+def _complete(path: Path, step: int) -> bool:
+    """A checkpoint is complete when its trainer_state.json (the Trainer writes it last) is whole
+    and of the checkpoint's own step."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
 
-    return get_last_checkpoint(str(req.checkpoint_dir))
+
+def checkpoints(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(complete checkpoints of a run's checkpoint folder in step order, incomplete ones: a
+    ``checkpoint-N`` without a whole trainer state, or a staging directory a save never renamed)."""
+    if not folder.is_dir():
+        return [], []
+    complete, incomplete = [], []
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        m = CHECKPOINT.match(p.name)
+        if m and p.is_dir():
+            (complete if _complete(p, int(m.group(1))) else incomplete).append(p)
+        elif p.name.startswith(STAGING) and p.is_dir():
+            incomplete.append(p)
+    key = lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1  # noqa: E731
+    return sorted(complete, key=key), sorted(incomplete, key=key)
+
+
+def last_checkpoint(req: TrainRequest) -> str | None:
+    """The last complete checkpoint of the run. Incomplete ones (a save killed half way) are skipped
+    with one line on stderr; unfinished staging directories are removed (nothing in them is usable)."""
+    complete, incomplete = checkpoints(req.checkpoint_dir)
+    if incomplete and int(os.environ.get("RANK", "0")) == 0:
+        for p in incomplete:
+            if p.name.startswith(STAGING):
+                shutil.rmtree(p, ignore_errors=True)
+        frm = f"resuming from {complete[-1].name}" if complete else "no complete checkpoint to resume from"
+        print(f"advise: skipped {len(incomplete)} incomplete checkpoint(s) ({', '.join(p.name for p in incomplete)}: "
+              f"a save that did not finish); {frm}", file=sys.stderr, flush=True)
+    return str(complete[-1]) if complete else None
+
+
+def atomic_checkpoints(trainer) -> None:
+    """Make the Trainer write each checkpoint under a staging name and rename it into place when every
+    process has written its part, then rotate old checkpoints (save_total_limit) as it would have."""
+    save = trainer._save_checkpoint
+    if getattr(save, "_advise_atomic", False):
+        return
+
+    def _save_checkpoint(model, trial=None):
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = Path(trainer._get_output_dir(trial=trial))
+        step = trainer.state.global_step
+        staging = run_dir / f"{STAGING}{step}"
+        final = run_dir / f"checkpoint-{step}"
+        trainer._get_output_dir = lambda trial=None: str(staging)  # where the Trainer writes this save
+        try:
+            save(model, trial)
+        finally:
+            del trainer._get_output_dir  # the class's method again
+        trainer.accelerator.wait_for_everyone()  # every rank has written its files (RNG state per rank)
+        if trainer.args.should_save:
+            if final.exists():  # an incomplete checkpoint of this step, left by a killed save
+                shutil.rmtree(final)
+            os.replace(staging / final.name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            best = trainer.state.best_model_checkpoint
+            if best and Path(best).parent == staging:
+                trainer.state.best_model_checkpoint = str(run_dir / Path(best).name)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=trainer.args.save_total_limit,
+                               best_model_checkpoint=trainer.state.best_model_checkpoint, use_mtime=False)
+        trainer.accelerator.wait_for_everyone()
+
+    _save_checkpoint._advise_atomic = True
+    trainer._save_checkpoint = _save_checkpoint
 
 
 def make_callback(req: TrainRequest, max_steps: int, history: list[tuple[int, float]]):
@@ -130,6 +211,7 @@ def run_trainer(trainer, req: TrainRequest, device: DeviceInfo, peak: PeakMemory
     for cb in (PrinterCallback, ProgressCallback):  # our own progress line replaces them; stdout stays clean
         trainer.remove_callback(cb)
     trainer.add_callback(make_callback(req, max_steps, history))
+    atomic_checkpoints(trainer)
     resume_from = last_checkpoint(req) if req.resume else None
     resumed_step = None
     if resume_from:

@@ -25,6 +25,7 @@ from advisor.versions import distribution_of, versions
 from trainers.config import build_config
 from trainers.data import require_preference_records, require_sft_records
 from trainers.device import check_common_options, import_optional, select_device
+from trainers.loop import checkpoints
 from trainers.models import check_model_source, check_target_modules, resolve_base_model
 from trainers.plugin import FinishedRun, TrainRequest
 from trainers.registry import get_plugin, is_registered_in_process, plugin_names
@@ -234,7 +235,8 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
         "data": {k: v for k, v in data_facts.items() if k.endswith("sha256")}})
     return TrainPlan(project, plugin, config, records, request, run_id, run_dir, nproc=nproc,
                      accelerate_config=Path(accelerate_config) if accelerate_config else None,
-                     notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)"])
+                     notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)",
+                            *filter(None, [data.train_note()])])
 
 
 def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = None,
@@ -277,10 +279,9 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
             info = {}
         if info.get("host") == socket.gethostname() and any(pid_alive(int(p)) for p in info.get("pids", [])):
             raise AdviseError(f"run {run['id']} is still running (pid {info.get('pids')}); stop it before resuming")
-    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1])) if (run_dir / "checkpoints").is_dir() else []
+    ckpts, _ = checkpoints(run_dir / "checkpoints")  # complete ones only (a killed save is skipped)
     if not ckpts:
-        raise AdviseError(f"run {run['id']} stopped before its first checkpoint; start a new run without --resume")
+        raise AdviseError(f"run {run['id']} stopped before its first checkpoint (none is complete); start a new run without --resume")
     plugin = get_plugin(request["plugin"])
     try:
         config = plugin.config_class.model_validate(request["config"])
@@ -298,6 +299,7 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
     _check_in_process(plugin.name, n, acc)
     return TrainPlan(project, plugin, config, records, request, run["id"], run_dir, resume=True, nproc=n,
                      accelerate_config=acc, prior_history=prior,
-                     notes=[f"{len(records)} training examples, from {ckpts[-1].name}"])
+                     notes=[f"{len(records)} training examples, from {ckpts[-1].name}",
+                            *filter(None, [data.train_note()])])
 
 

@@ -2,7 +2,9 @@
 
 :func:`profile_file` reads the file through :func:`advisor.data.records.iter_records` and feeds every
 valid record to the accumulators. Memory stays bounded: per record it keeps a few hashes and a
-MinHash signature, and (on large files) token counts of a seeded sample only.
+MinHash signature, and (on large files) token counts of a seeded sample only; and the work per record
+is bounded too: a record over data_checks ``records.max_chars`` is reported and only that many of its
+characters are analysed and tokenized (the reader clips it, see advisor.data.records.clip_record).
 
 Large files are read in parallel: cut at line starts into one part per CPU, each part streamed by a
 forked worker process (:func:`_scan`), and merged in line order by the main process, so every count,
@@ -203,6 +205,7 @@ class _Job:
     seed: int
     keep: int  # locations kept per finding code
     expected_form: str | None = None  # the output form the task asks for (json, sql, code)
+    max_chars: int | None = None  # characters analysed per record (data_checks records.max_chars)
 
     def near(self, executor: Executor | None = None) -> NearDuplicates:
         r = self.rubric
@@ -265,7 +268,8 @@ def _scan(job: _Job, span: tuple[int, int, int] | None, executor: Executor | Non
     norm_ctx: dict[str, str] = {}  # normalised contexts: system prompts and instructions repeat
     add_line, add_h, add_hn, add_hk, add_ho = lines.append, hs.append, hns.append, hks.append, hos.append
     near_add, outs_add = near.add, outs.add
-    for rec in iter_records(job.path, findings, stats, job.declared, job.display, span=span, offsets=offsets):
+    for rec in iter_records(job.path, findings, stats, job.declared, job.display, span=span, offsets=offsets,
+                            max_chars=job.max_chars):
         n += 1
         line = rec.line
         key, output, rejected, ctx = rec.key, rec.output, rec.rejected, rec.context
@@ -356,7 +360,7 @@ def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter,
     limit = value(rubric, "tokens", "exact_up_to_examples")
     p = 1.0 if lines <= limit else limit / lines
     job = _Job(path, role, declared, display, rubric, counter, leakage, context, max_length, p, seed, findings.keep,
-               expected_form)
+               expected_form, value(rubric, "records", "max_chars"))
     spans = _spans(path, _workers(lines)) if lines and role != "eval" else []
     if len(spans) < 2:
         with ThreadPoolExecutor(1, "advise-profile") if lines >= BACKGROUND_FROM_LINES else nullcontext() as ex:
@@ -417,7 +421,7 @@ def _scan_worker(span: tuple[int, int, int]) -> _Part:
 
 def _count_worker(where: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
     job = _JOB
-    return _count_records(job.counter, records_at(job.path, where, job.declared, job.display))
+    return _count_records(job.counter, records_at(job.path, where, job.declared, job.display, job.max_chars))
 
 
 def _profile_parallel(job: _Job, spans: list[tuple[int, int, int]], findings: Findings) -> FileProfile:
@@ -512,7 +516,7 @@ def _merge(job: _Job, parts: list[_Part], findings: Findings, pool=None) -> File
         all_offsets = np.concatenate([q.offsets for q in parts])
         all_lines = np.concatenate([q.lines for q in parts])
         sample = records_at(job.path, [(int(all_offsets[i]), int(all_lines[i])) for i in ordinals],
-                            job.declared, display)
+                            job.declared, display, job.max_chars)
     else:
         sample = parts[0].sample
 

@@ -79,6 +79,8 @@ def train_cmd(project_dir: Path, method: str | None, resume: str | None, nproc: 
             _echo_err(f"advise: {how} on {plan.notes[0]}; base {plan.request['base_model']}; "
                       f"{budget}, batch {c.batch_size}, lr {c.learning_rate:g}, seed {c.seed}"
                       + (f", {plan.nproc} processes" if plan.nproc > 1 else "") + f"; run {plan.run_id}")
+            for note in plan.notes[1:]:  # records left out of training, and the like
+                _echo_err(f"advise: {note}")
             if blockers:
                 plan.request["ignored_blockers"] = blockers
                 _echo_err(f"advise: training despite {len(blockers)} blocker(s) (--ignore-blockers): " + "; ".join(blockers))

@@ -33,6 +33,7 @@ CODES: dict[str, tuple[str, str]] = {
     "unrecognized_role": (ERROR, "a message role is not system, user, assistant or tool"),
     "missing_content": (ERROR, "a message's content is missing or not a string"),
     "example_missing_assistant_message": (ERROR, "no assistant message to learn from"),
+    "no_prompt": (ERROR, "the assistant reply to learn is the first message: nothing before it to answer"),
     # chat structure
     "missing_system_message": (INFO, "no system message"),
     "missing_user_message": (WARNING, "no user message"),
@@ -56,6 +57,8 @@ CODES: dict[str, tuple[str, str]] = {
     # lengths
     "over_context": (WARNING, "the example is longer than the model's context window"),
     "over_max_length": (INFO, "the example is longer than train.max_length and will be truncated"),
+    "record_too_long": (WARNING, "the record is longer than data_checks records.max_chars characters: analysed "
+                        "only up to that many, and not trained on or evaluated"),
     # duplicates and leakage
     "duplicate_exact": (WARNING, "an earlier record is identical"),
     "duplicate_normalised": (WARNING, "an earlier record is identical after normalising case, spacing, punctuation"),

@@ -58,6 +58,9 @@ class Record:
     # instruction over an input): two records with the same key and another context are different
     # examples, so duplicates, conflicts and exact leakage compare (context, key)
     context: str = ""
+    # > 0: the record's texts held this many characters, over the per-record limit, and were clipped to
+    # it (see clip_record); assess analyses the clipped record, training and eval skip it
+    clipped: int = 0
 
     @property
     def texts(self) -> list[str]:
@@ -280,6 +283,9 @@ def _chat_shape(roles: tuple) -> tuple:
     user messages, indices of the assistant messages)."""
     if "assistant" not in roles:
         return ("example_missing_assistant_message", "no assistant message"), [], 0, (), ()
+    last = max(i for i, r in enumerate(roles) if r == "assistant")
+    if last == 0:  # the reply to learn is the first message: training would get an empty prompt
+        return ("no_prompt", f"no message before the assistant reply to learn ({' > '.join(roles)})"), [], 0, (), ()
     warnings = []
     if "system" not in roles:
         warnings.append(("missing_system_message", ""))
@@ -292,10 +298,46 @@ def _chat_shape(roles: tuple) -> tuple:
         warnings.append(("role_order", " > ".join(roles)))
     if roles[-1] != "assistant":
         warnings.append(("last_message_not_assistant", f"ends with {roles[-1]}"))
-    last = max(i for i, r in enumerate(roles) if r == "assistant")
     users = tuple(i for i, r in enumerate(roles) if r == "user")
     assistants = tuple(i for i, r in enumerate(roles) if r == "assistant")
     return None, warnings, last, users, assistants
+
+
+def record_chars(rec: Record) -> int:
+    """Characters of every text of a record (what assess analyses and tokenizes)."""
+    return sum(map(len, rec.texts)) + len(rec.rejected or "")
+
+
+def _cap(lengths: list[int], limit: int) -> int:
+    """The largest per-text length c with sum(min(n, c) for n in lengths) <= limit (water-filling:
+    short texts stay whole, the long ones share what is left equally)."""
+    left, k = limit, len(lengths)
+    for i, n in enumerate(sorted(lengths)):
+        share = left // (k - i)
+        if n > share:
+            return share
+        left -= n
+    return max(lengths, default=0)
+
+
+def clip_record(rec: Record, limit: int) -> int:
+    """Clip a record's texts in place so that together they hold at most ``limit`` characters (short
+    texts whole, the long ones cut to an equal share each). Returns the characters the record held
+    before (0 when it was within the limit and is unchanged)."""
+    texts = rec.texts + ([rec.rejected] if rec.rejected is not None else [])
+    total = sum(map(len, texts))
+    if total <= limit:
+        return 0
+    c = _cap([len(t) for t in texts], limit)
+    rec.prompt = [m if len(m["content"]) <= c else {**m, "content": m["content"][:c]} for m in rec.prompt]
+    rec.output = rec.output[:c]
+    rec.targets = [t[:c] for t in rec.targets]
+    if rec.rejected is not None:
+        rec.rejected = rec.rejected[:c]
+    rec.key = rec.key[:limit]
+    rec.context = rec.context[:limit]
+    rec.clipped = total
+    return total
 
 
 def render_plain(messages: list[dict]) -> str:
@@ -355,8 +397,11 @@ class FileStats:
         return max(self.formats, key=self.formats.get) if self.formats else None
 
 
-def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str = "auto"):
-    """A function (raw line, line number) -> the valid Record of that line, or None after reporting why."""
+def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str = "auto", max_chars: int | None = None):
+    """A function (raw line, line number) -> the valid Record of that line, or None after reporting why.
+
+    ``max_chars`` bounds the characters of one record: a longer one is reported (``record_too_long``)
+    and clipped to the bound (:func:`clip_record`), so no later step holds or tokenizes more."""
     chk = _Checker(file, findings)
     handlers = {
         "chat": chk.chat,
@@ -412,6 +457,13 @@ def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str 
                 if unknown:
                     add("unrecognized_key", file, lineno, f"{sorted(unknown)}")
                 rec.extra = {k: obj[k] for k in extra}
+        # a record of n characters takes at least n bytes of JSON: only long lines need counting
+        if max_chars is not None and len(raw) > max_chars:
+            total = clip_record(rec, max_chars)
+            if total:
+                add("record_too_long", file, lineno,
+                    f"{total:,} characters > the limit of {max_chars:,} (data_checks records.max_chars): "
+                    f"only {max_chars:,} analysed; training and eval skip the record")
         formats[fmt] = formats.get(fmt, 0) + 1
         if fmt in ("prompt_completion", "preference") and "prompt" in obj:
             kind = "messages" if isinstance(obj["prompt"], list) else "text"
@@ -425,16 +477,17 @@ def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str 
 
 def iter_records(
     path: Path, findings: Findings, stats: FileStats, declared: str = "auto", display: str | None = None,
-    *, span: tuple[int, int, int] | None = None, offsets: list[int] | None = None,
+    *, span: tuple[int, int, int] | None = None, offsets: list[int] | None = None, max_chars: int | None = None,
 ) -> Iterator[Record]:
     """Yield the valid records of a JSONL file; report every problem to ``findings``.
 
     ``span`` = (first byte, end byte, number of the first line) reads only the lines that start in
     that part of the file (cut at line starts); an empty file is then the caller's to report.
     ``offsets`` receives the byte offset of each record yielded (see :func:`records_at`).
+    ``max_chars``: the per-record bound (see :func:`_line_parser`).
     """
     file = display or str(path)
-    parse = _line_parser(file, findings, stats, declared)
+    parse = _line_parser(file, findings, stats, declared, max_chars)
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -460,10 +513,11 @@ def iter_records(
         findings.add("empty_file", file, None)
 
 
-def records_at(path: Path, where: list[tuple[int, int]], declared: str = "auto", display: str | None = None) -> list[Record]:
+def records_at(path: Path, where: list[tuple[int, int]], declared: str = "auto", display: str | None = None,
+               max_chars: int | None = None) -> list[Record]:
     """The records at (byte offset, line number) positions of a file, as :func:`iter_records` yields them."""
     file = display or str(path)
-    parse = _line_parser(file, Findings(), FileStats(file), declared)
+    parse = _line_parser(file, Findings(), FileStats(file), declared, max_chars)
     out = []
     with open(path, "rb") as fh:
         for offset, lineno in where:
@@ -474,9 +528,11 @@ def records_at(path: Path, where: list[tuple[int, int]], declared: str = "auto",
     return out
 
 
-def load_records(path: Path, declared: str = "auto", display: str | None = None) -> tuple[list[Record], Findings, FileStats]:
-    """Read a whole file into memory (for eval and training; assess streams instead)."""
+def load_records(path: Path, declared: str = "auto", display: str | None = None,
+                 max_chars: int | None = None) -> tuple[list[Record], Findings, FileStats]:
+    """Read a whole file into memory (for eval and training; assess streams instead). Records over
+    ``max_chars`` come clipped, with ``clipped`` set (the caller decides to skip them)."""
     findings = Findings()
     stats = FileStats(str(display or path))
-    recs = list(iter_records(path, findings, stats, declared, display))
+    recs = list(iter_records(path, findings, stats, declared, display, max_chars=max_chars))
     return recs, findings, stats
