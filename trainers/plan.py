@@ -20,7 +20,7 @@ from advisor.hashing import file_hash, stable_hash
 from advisor.lock import pid_alive
 from advisor.methods import NO_TRAINING, plugin_for
 from advisor.project import load_project
-from advisor.store import STORE_FILE, Store, new_run_id
+from advisor.store import STORE_FILE, Store, new_run_id, relocate
 from advisor.versions import distribution_of, versions
 from trainers.config import build_config
 from trainers.data import require_preference_records, require_sft_records
@@ -268,7 +268,15 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
     req_file = run_dir / REQUEST_FILE
     if not req_file.is_file():
         raise AdviseError(f"run {run['id']} has no request.json; it cannot be resumed", file=req_file)
-    request = json.loads(req_file.read_text(encoding="utf-8"))
+    try:
+        request = json.loads(req_file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise AdviseError(f"run {run['id']}: request.json is not valid JSON ({e}); it cannot be resumed",
+                          file=req_file) from None
+    # the run goes on in the project it is in now (a copied or moved project resumes its own run)
+    old_root, request["project_dir"] = request.get("project_dir"), str(Path(project.root).resolve())
+    if request.get("accelerate_config"):
+        request["accelerate_config"] = relocate(request["accelerate_config"], project.root, old_root)
     lock = run_dir / LOCK_FILE
     if lock.is_file():
         try:
