@@ -81,6 +81,12 @@ _MIGRATIONS = {
 }
 
 
+class StoreError(AdviseError):
+    """What is at the store's place is not a usable advise store (a file where .advise/ belongs, another
+    program's database, a broken row, a newer schema): unlike a store that cannot be written (a
+    read-only project), no command goes on without it."""
+
+
 def new_run_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -106,6 +112,11 @@ def _under(path: str, roots: list[str]) -> str | None:
         if norm.startswith(r.rstrip(os.sep) + os.sep):
             return Path(os.path.relpath(norm, r)).as_posix()
     return None
+
+
+def project_relative(path: str, root: Path) -> str:
+    """``path`` relative to the project ``root`` (posix form) when it is an absolute path inside it."""
+    return _under(path, _roots(root)) or path if isinstance(path, str) else path
 
 
 def portable(value, roots: list[str], where: tuple = (), found: list | None = None):
@@ -176,10 +187,10 @@ class Store:
         self._roots = _roots(self.root) if self.root is not None else []
         parent = self.path.parent
         if parent.exists() and not parent.is_dir():
-            raise AdviseError(f"is a file, expected the project's {parent.name} directory (move it away)",
+            raise StoreError(f"is a file, expected the project's {parent.name} directory (move it away)",
                               file=parent)
         if self.path.exists() and not self.path.is_file():
-            raise AdviseError("is not a file, expected the project's run store (move it away)", file=self.path)
+            raise StoreError("is not a file, expected the project's run store (move it away)", file=self.path)
         try:
             if not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,15 +212,21 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
-        except sqlite3.DatabaseError as e:
-            raise AdviseError(f"the run store cannot be read ({e}); move it away to start a new one",
-                              file=self.path) from None
+        except sqlite3.DatabaseError as e:  # an OperationalError: e.g. a read-only project; else not a store
+            kind = AdviseError if isinstance(e, sqlite3.OperationalError) else StoreError
+            raise kind(f"the run store cannot be read ({e}); move it away to start a new one",
+                       file=self.path) from None
 
     @classmethod
     def for_project(cls, project, *, read_only: bool = False) -> Store | _NoStore:
         """The project's store; for reading, a stand-in that is None in a ``with`` when none exists."""
         path = project.store_dir / STORE_FILE
         if read_only and not path.is_file():
+            if path.parent.exists() and not path.parent.is_dir():
+                raise StoreError(f"is a file, expected the project's {STORE_DIR} directory (move it away)",
+                                  file=path.parent)
+            if path.exists() or path.is_symlink():
+                raise StoreError("is not a file, expected the project's run store (move it away)", file=path)
             return _NoStore()
         return cls(path, read_only=read_only)
 
@@ -224,13 +241,13 @@ class Store:
         advise's tables missing) is refused before anything is written to it."""
         v = self.db.execute("PRAGMA user_version").fetchone()[0]
         if v > SCHEMA_VERSION:
-            raise AdviseError(f"the run store was written by a newer advise (schema {v}, this one reads "
+            raise StoreError(f"the run store was written by a newer advise (schema {v}, this one reads "
                               f"{SCHEMA_VERSION}); upgrade advise", file=self.path)
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         missing = [t for t in TABLES if t not in tables]
         if (v == 0 and tables) or (v > 0 and missing):
             what = f"its tables are {', '.join(sorted(tables)[:5])}" if v == 0 else f"table {missing[0]} is missing"
-            raise AdviseError(f"is not an advise run store ({what}); move it away and advise starts a new one",
+            raise StoreError(f"is not an advise run store ({what}); move it away and advise starts a new one",
                               file=self.path)
         return v
 
@@ -298,7 +315,7 @@ class Store:
         try:
             return json.loads(text)
         except ValueError as e:
-            raise AdviseError(f"the run store holds a broken row ({what}: {e}); move the store away to start "
+            raise StoreError(f"the run store holds a broken row ({what}: {e}); move the store away to start "
                               "a new one", file=self.path) from None
 
     def _paths_back(self, value, old_root: str | None):

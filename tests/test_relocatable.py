@@ -11,8 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from tests import train_fixtures as fx
+import train_fixtures as fx
 
 train_tiny_model = fx.train_tiny_model
 TRAIN = {"max_steps": 2, "learning_rate": 5.0e-3, "batch_size": 8, "max_length": 64, "checkpoint_every": 1}
@@ -82,6 +81,11 @@ def test_a_copy_evaluates_its_own_run_and_works_once_the_original_is_gone(traine
 
     rid = _raw(b, "SELECT id FROM runs WHERE kind='train'")[0][0]
     assert b.resolve() in resolve_artifact(rid, b).parents
+    # the same training in the copy has the run's inputs hash (advise run reuses it, does not retrain)
+    from trainers.runner import plan_new
+
+    ((stored,),) = _raw(b, "SELECT inputs_hash FROM runs WHERE kind='train'")
+    assert plan_new(b, method="lora", max_steps=2).request["inputs_hash"] == stored
 
 
 def _absolute_row(project: Path, old_root: Path) -> None:
