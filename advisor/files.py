@@ -1,12 +1,68 @@
-"""Files the commands write for the user (the report, JUnit XML, Markdown summaries): checked before any
-work, written atomically, and a path that cannot be written is one clear line, not a traceback."""
+"""Files the commands read and write for the user.
+
+Written (the report, JUnit XML, Markdown summaries): checked before any work, written atomically
+(a temporary file beside it, then a rename; the temporary files a killed writer left are removed by
+the next one), and a path that cannot be written is one clear line, not a traceback. Read (data
+files): :func:`require_regular_file` names the real cause when a data file cannot be read (missing,
+a directory, a named pipe, a symlink loop, a name too long for the file system) without opening it.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from advisor.errors import AdviseError
+from advisor.lock import pid_alive
+
+# causes of an OSError on a path, in the user's words
+_CAUSES = {
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.ELOOP: "is a symlink loop (a link that leads back to itself)",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EACCES: "no permission to read it",
+    errno.ENOENT: "not found",
+}
+
+
+def os_cause(e: OSError) -> str:
+    """What an OSError on a path means, in a few words."""
+    return _CAUSES.get(e.errno, e.strerror or str(e))
+
+
+def is_regular_file(path: Path) -> bool:
+    """True for a regular file (or a link to one); False for anything else, or a path that cannot be
+    looked at (a name too long, a loop), never an exception and never opened."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def require_regular_file(path: Path, what: str, hint: str = "") -> Path:
+    """``path`` when it is a regular file (or a link to one); else one clear error naming the cause
+    (``what`` names the file, ``hint`` where it was set). The file is never opened here, so a named
+    pipe (FIFO) or a device cannot block the command."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise AdviseError(f"{what} not found{hint}", file=path) from None
+        raise AdviseError(f"{what}{hint}: {os_cause(e)}", file=path) from None
+    if stat.S_ISREG(st.st_mode):
+        return path
+    if stat.S_ISDIR(st.st_mode):
+        kind = "a directory"
+    elif stat.S_ISFIFO(st.st_mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISSOCK(st.st_mode):
+        kind = "a socket"
+    else:
+        kind = "a device"
+    raise AdviseError(f"{what}{hint}: is {kind}, not a regular file; advise reads data only from regular files",
+                      file=path)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -48,6 +104,38 @@ def _inputs(project) -> list[Path]:
     return [p.resolve() for p in out]
 
 
+def _tmp_name(path: Path, pid: int) -> str:
+    """The temporary file written beside ``path`` (bounded: a long name stays within NAME_MAX)."""
+    return f".{path.name[:200]}.{pid}.tmp"
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files that an advise writer of ``path`` left when it was killed: only files
+    named as :func:`_tmp_name` names them, whose process is gone and that hold advise's mark (or
+    nothing). Returns what was removed."""
+    path = Path(path)
+    prefix, removed = f".{path.name[:200]}.", []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        pid = name[len(prefix):-len(".tmp")] if name.startswith(prefix) and name.endswith(".tmp") else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_size and not _written_by_advise(Path(entry.path)):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
 def check_output_path(path: Path | None, option: str, *, project=None, force: bool = False) -> None:
     """Refuse, before any work, a destination that can never be written as a file, that is an input of
     the project (project.yaml, its data, its docs: never, not even with --force), or that is an existing
@@ -55,6 +143,16 @@ def check_output_path(path: Path | None, option: str, *, project=None, force: bo
     if path is None:
         return
     path = Path(path)
+    try:
+        _check_output_path(path, option, project, force)
+    except OSError as e:  # a name too long for the file system, a symlink loop, ...
+        raise AdviseError(f"{option}: {os_cause(e)}", file=path) from None
+    clean_stale_temps(path)
+
+
+def _check_output_path(path: Path, option: str, project, force: bool) -> None:
+    if len(path.name.encode()) > _name_max(path):
+        raise OSError(errno.ENAMETOOLONG, "File name too long")
     if path.is_dir():
         raise AdviseError(f"{option} names a directory; give a file path (e.g. {path / 'out'})", file=path)
     parent = _existing_parent(path)
@@ -70,10 +168,26 @@ def check_output_path(path: Path | None, option: str, *, project=None, force: bo
                           file=path)
 
 
+def _name_max(path: Path) -> int:
+    try:
+        return os.pathconf(_existing_parent(path), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def check_output_dir(path: Path, what: str) -> None:
     """Refuse, before any work, a directory that cannot be created or written: a file in the way, or no
     write permission in the nearest existing parent."""
     path = Path(path)
+    try:
+        _check_output_dir(path, what)
+    except OSError as e:
+        raise AdviseError(f"{what}: {os_cause(e)}", file=path) from None
+
+
+def _check_output_dir(path: Path, what: str) -> None:
+    if any(len(part.encode()) > _name_max(path) for part in path.parts):
+        raise OSError(errno.ENAMETOOLONG, "File name too long")
     if path.exists() and not path.is_dir():
         raise AdviseError(f"{what} must be a directory, and this is a file", file=path)
     parent = path if path.exists() else _existing_parent(path)
@@ -87,12 +201,12 @@ def write_output(path: Path, text: str, option: str) -> Path:
     """Write text to path atomically (a reader never sees half a file); errors name the file."""
     path = Path(path)
     check_output_path(path, option, force=True)  # ownership was checked before the work began
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(_tmp_name(path, os.getpid()))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(_marked(text), encoding="utf-8")
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise AdviseError(f"cannot write {option}: {e.strerror or e}", file=path) from None
+        raise AdviseError(f"cannot write {option}: {os_cause(e)}", file=path) from None
     return path

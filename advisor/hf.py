@@ -164,3 +164,57 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*(ensure_weight_tying|tied|tie_word_embeddings).*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# ------------------------------------------------------------------------------- chat templates
+
+_PROBE_CHAT = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+               {"role": "assistant", "content": "a"}]
+
+
+def chat_template_file(tokenizer) -> str:
+    """Where a tokenizer's chat template is written: chat_template.jinja or tokenizer_config.json of its
+    directory (a hub id when it is not a local directory)."""
+    src = str(getattr(tokenizer, "name_or_path", "") or "the tokenizer")
+    d = Path(src).expanduser()
+    if d.is_dir():
+        for name in ("chat_template.jinja", "tokenizer_config.json"):
+            if (d / name).is_file():
+                return str(d / name)
+    return src
+
+
+def template_refused(e: BaseException) -> bool:
+    """The template itself is at fault (the sandbox refused it, or it does not parse), whatever the
+    conversation; a template's own raise_exception (e.g. "system role not supported") is not."""
+    try:
+        from jinja2.exceptions import SecurityError, TemplateSyntaxError
+    except ImportError:  # pragma: no cover - jinja2 ships with transformers
+        return False
+    return isinstance(e, (SecurityError, TemplateSyntaxError))
+
+
+def chat_template_error(tokenizer, e: BaseException, where: str) -> AdviseError:
+    why = "it fails"
+    if template_refused(e):
+        why = "it does not parse" if type(e).__name__ == "TemplateSyntaxError" else "transformers' sandbox refuses it"
+    return AdviseError(f"the tokenizer's chat template cannot be used ({why} on {where}: {first_line(e)}); "
+                       "fix or remove chat_template", file=chat_template_file(tokenizer))
+
+
+def check_chat_template(tokenizer) -> None:
+    """Render a small conversation with the tokenizer's chat template (when it has one), before any
+    work: a template that the sandbox refuses or that does not parse is one error naming its file. A
+    template that refuses only the system role passes (prompts then merge the system message)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return
+    try:
+        tokenizer.apply_chat_template(_PROBE_CHAT, tokenize=False)
+        return
+    except Exception as e:  # noqa: BLE001 - third-party template code
+        if template_refused(e):
+            raise chat_template_error(tokenizer, e, "a test conversation") from None
+    try:
+        tokenizer.apply_chat_template(_PROBE_CHAT[1:], tokenize=False)
+    except Exception as e:  # noqa: BLE001
+        raise chat_template_error(tokenizer, e, "a test conversation") from None

@@ -23,7 +23,7 @@ from advisor.modelcard import render_card
 from advisor.project import load_project
 from advisor.report.collect import collect
 from advisor.report.render import write_report
-from advisor.store import Store
+from advisor.store import Store, StoreError
 from evaluators.gates import check_project
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
@@ -230,9 +230,11 @@ def _train(project, plan, result: PipelineResult) -> None:
     method = plan.plugin.name
     store = Store.for_project(project)
     try:
-        done = store.latest_run("train", inputs_hash=plan.request["inputs_hash"])
+        # a run recorded by an older advise has the hash with the base model's absolute path
+        hashes = [h for h in (plan.request["inputs_hash"], plan.request.get("inputs_hash_absolute")) if h]
+        done = next((d for h in hashes if (d := store.latest_run("train", inputs_hash=h))), None)
         unfinished = next((r for r in store.list_runs("train")
-                           if r["inputs_hash"] == plan.request["inputs_hash"] and r["status"] in ("running", "interrupted", "failed")
+                           if r["inputs_hash"] in hashes and r["status"] in ("running", "interrupted", "failed")
                            and (project.store_dir / "runs" / r["id"] / "checkpoints").is_dir()), None)
     finally:
         store.close()
@@ -272,6 +274,8 @@ def report_only(project_dir: Path, out: Path | None = None) -> Path:
     project = load_project(project_dir)
 
     check_output_path(out, "the report (--out)", force=True)  # ownership: checked by the command
+    if project.store_dir.exists() and not project.store_dir.is_dir():
+        raise StoreError("is a file, expected the project's .advise directory (move it away)", file=project.store_dir)
     if not (project.store_dir / "store.sqlite").is_file():
         raise AdviseError("no run store yet: run advise run (or assess, eval, train) first", file=project.store_dir)
     return _report(project, out or (project.store_dir / "report.html"), None)[0]

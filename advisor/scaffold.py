@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from advisor.errors import AdviseError
+from advisor.files import check_output_dir, os_cause
 
 PROJECT_YAML = """\
 # advise project: see `advise schema` for every key.
@@ -55,10 +56,17 @@ def scaffold(directory: Path, name: str | None = None) -> list[Path]:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise AdviseError(f"--name {name!r}: use letters, digits, '-' and '_' only")
     pfile = directory / "project.yaml"
+    check_output_dir(directory, "the project directory")  # a file in the way, a name too long, no permission
     if pfile.exists():
         raise AdviseError("already exists; advise init never overwrites a project", file=pfile)
-    if directory.exists() and not directory.is_dir():
-        raise AdviseError("exists and is not a directory", file=directory)
+    try:
+        return _write(directory, pfile, name)
+    except OSError as e:
+        raise AdviseError(f"cannot write the project: {os_cause(e)}", file=getattr(e, "filename", None) or directory) \
+            from None
+
+
+def _write(directory: Path, pfile: Path, name: str) -> list[Path]:
     written = []
     (directory / "data").mkdir(parents=True, exist_ok=True)
     pfile.write_text(PROJECT_YAML.format(name=name), encoding="utf-8")

@@ -21,7 +21,7 @@ from typing import Any
 from advisor.errors import AdviseError
 from advisor.hashing import file_hash
 from advisor.project import Project
-from advisor.store import Store
+from advisor.store import STORE_DIR, Store
 from evaluators.backends.base import Backend
 from evaluators.backends.classifier import SequenceClassifierBackend, is_classifier_dir
 from evaluators.backends.openai import OpenAIBackend
@@ -93,12 +93,19 @@ def _inside_store(model: str | None, project: Project) -> bool:
         return False
 
 
-def _relocated(path: str | None, project: Project) -> str | None:
-    """A path recorded under the project's ``.advise/`` before the project directory moved, where it is now."""
-    if not path or Path(path).expanduser().exists() or "/.advise/" not in str(path).replace("\\", "/"):
-        return path
-    moved = project.store_dir / str(path).replace("\\", "/").split("/.advise/", 1)[1]
-    return str(moved) if moved.exists() else path
+def _other_project(path: str, project: Project) -> str | None:
+    """The project directory a path belongs to when it lies under another project's ``.advise/`` (a run
+    recorded before this project was copied or moved here, whose files were not copied with it)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() or STORE_DIR not in p.parts:
+        return None
+    try:
+        p.resolve().relative_to(project.store_dir.resolve())
+        return None
+    except (ValueError, OSError):
+        pass
+    i = len(p.parts) - 1 - p.parts[::-1].index(STORE_DIR)
+    return str(Path(*p.parts[:i]))
 
 
 def _same_local_weights(run_config: dict, project: Project) -> bool:
@@ -133,13 +140,18 @@ def tuned_runs(project: Project, store: Store, warnings: list[str]) -> list[dict
         method = str(result.get("method") or run.get("name") or "model")
         if not artifact:
             continue
-        art = Path(_relocated(artifact, project)).expanduser()
+        art = Path(artifact).expanduser()  # the store gives paths under this project as they are now
         if not art.is_absolute() and project.root is not None:
             art = project.root / art
+        other = _other_project(str(art), project)
+        if other is not None:
+            warnings.append(f"train run {run['id']}: its artifact {artifact} belongs to another project ({other}; "
+                            f"this one was copied or moved from it without the run's files); not evaluated")
+            continue
         if not art.is_dir():
             warnings.append(f"train run {run['id']}: artifact {artifact} no longer exists; not evaluated")
             continue
-        run_base = _relocated(result.get("base_model") or config.get("base_model"), project)
+        run_base = result.get("base_model") or config.get("base_model")
         if method != "classifier" and not _same_model(run_base, project.base_model, project.root) \
                 and not _same_model(run_base, base, project.root) and not _inside_store(run_base, project) \
                 and not _same_local_weights(config, project):

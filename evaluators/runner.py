@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from advisor.data.dataset import ProjectData, load_project_data
+from advisor.data.docs import doc_files
 from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
 from advisor.project import Project
@@ -58,7 +59,8 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
             warnings.append(data.skipped_note())
         items = _eval_items(project, data, opts.max_items, warnings)
         docs_dir = project.data_path("docs")
-        has_docs = docs_dir is not None and docs_dir.is_dir() and any(p.is_file() for p in docs_dir.rglob("*"))
+        # documents that the docs rule admits (a link out of the project is no document)
+        has_docs = docs_dir is not None and docs_dir.is_dir() and bool(doc_files(docs_dir, project.root))
         specs = plan_candidates(project, store, strategies=opts.strategies, names=opts.candidates,
                                 endpoint=opts.endpoint_config(), has_docs=has_docs, has_train=bool(data.train),
                                 warnings=warnings, local_backend=opts.local_backend)
@@ -82,7 +84,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
                 strategy_cache[key] = make_strategy(
                     spec.strategy, train=data.train, docs_dir=docs_dir if has_docs else None,
                     k=project.eval.few_shot_k, top_k=project.eval.rag_top_k, instruction=instruction,
-                    retriever=opts.retriever, cache_dir=project.store_dir / "cache")
+                    retriever=opts.retriever, cache_dir=project.store_dir / "cache", root=project.root)
             return strategy_cache[key]
 
         canary_items = make_items(load_canary(None if opts.canary == "shipped" else opts.canary)) if opts.canary else []

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.data.dataset import item_hash
-from advisor.data.docs import BM25, doc_files, load_docs, passages
+from advisor.data.docs import BM25, doc_files, passages, read_doc
 from advisor.data.records import Record
 from advisor.data.textnorm import normalise
 from advisor.embeddings import embed, model_path
@@ -188,13 +188,16 @@ class RAG(Strategy):
     name = "rag"
 
     def __init__(self, docs_dir: Path, top_k: int = 3, *, instruction: str | None = None,
-                 retriever: str = "embedding", words: int = 120, overlap: int = 30, cache_dir: Path | None = None):
+                 retriever: str = "embedding", words: int = 120, overlap: int = 30, cache_dir: Path | None = None,
+                 root: Path | None = None):
         super().__init__(instruction)
         if retriever not in RETRIEVERS:
             raise AdviseError(f"unknown retriever {retriever!r} ({', '.join(RETRIEVERS)})")
 
         self.docs_dir = Path(docs_dir)
-        self.files = doc_files(self.docs_dir)
+        # the files the project's docs rule admits (advisor.data.docs: confined to the project ``root``,
+        # or to docs_dir itself without one); read once, these and no others are hashed and retrieved
+        self.files = doc_files(self.docs_dir, root)
         if not self.files:
             raise AdviseError("data.docs has no documents (.md, .txt, .html)", file=self.docs_dir)
         self.top_k, self.retriever, self.words, self.overlap = int(top_k), retriever, words, overlap
@@ -221,7 +224,8 @@ class RAG(Strategy):
     def prepare(self) -> None:
         if self.passages is None:
 
-            self.passages = passages(load_docs(self.docs_dir), self.words, self.overlap)
+            docs = {str(p.relative_to(self.docs_dir)): read_doc(p) for p in self.files}
+            self.passages = passages(docs, self.words, self.overlap)
             if not self.passages:
                 raise AdviseError("data.docs has no text to retrieve from", file=self.docs_dir)
         if self.retriever == "bm25":
@@ -305,7 +309,7 @@ def citations(text: str, retrieved: Sequence[str]) -> list[str]:
 
 def make_strategy(name: str, *, train: Sequence[Record] = (), docs_dir: Path | None = None, k: int = 4,
                   top_k: int = 3, instruction: str | None = None, retriever: str = "embedding",
-                  cache_dir: Path | None = None) -> Strategy:
+                  cache_dir: Path | None = None, root: Path | None = None) -> Strategy:
     if name == "zero-shot":
         return ZeroShot(instruction)
     if name == "few-shot":
@@ -313,5 +317,5 @@ def make_strategy(name: str, *, train: Sequence[Record] = (), docs_dir: Path | N
     if name == "rag":
         if docs_dir is None:
             raise AdviseError("the rag strategy needs documents: set data.docs in project.yaml")
-        return RAG(docs_dir, top_k, instruction=instruction, retriever=retriever, cache_dir=cache_dir)
+        return RAG(docs_dir, top_k, instruction=instruction, retriever=retriever, cache_dir=cache_dir, root=root)
     raise AdviseError(f"unknown strategy {name!r} ({', '.join(STRATEGIES)})")

@@ -10,7 +10,7 @@ from typing import Any
 
 from advisor.errors import AdviseError
 from advisor.hashing import file_hash
-from advisor.hf import check_hub_reachable, first_line, is_local
+from advisor.hf import check_chat_template, check_hub_reachable, first_line, is_local
 from trainers.device import DeviceInfo
 from trainers.plugin import PluginConfig
 
@@ -79,9 +79,10 @@ def check_model_source(path_or_id: str, *, trust_remote_code: bool = False, revi
     from transformers import AutoTokenizer
 
     try:
-        AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code, revision=revision)
+        tok = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code, revision=revision)
     except Exception as e:  # noqa: BLE001
         raise AdviseError(f"cannot load the tokenizer of '{path_or_id}': {first_line(e)}") from None
+    check_chat_template(tok)
     return facts
 
 

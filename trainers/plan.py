@@ -14,13 +14,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from advisor.data.dataset import load_project_data
 from advisor.errors import AdviseError
+from advisor.files import require_regular_file
 from advisor.hashing import file_hash, stable_hash
 from advisor.lock import pid_alive
 from advisor.methods import NO_TRAINING, plugin_for
-from advisor.project import load_project
-from advisor.store import STORE_FILE, Store, new_run_id
+from advisor.project import ProjectLoader, YAMLBoundError, _yaml_error_line, load_project
+from advisor.store import STORE_FILE, Store, new_run_id, project_relative, relocate
 from advisor.versions import distribution_of, versions
 from trainers.config import build_config
 from trainers.data import require_preference_records, require_sft_records
@@ -106,18 +109,29 @@ def _data_facts(project, data) -> dict:
 GPU_ONLY_DISTRIBUTED = {"FSDP", "DEEPSPEED", "MEGATRON_LM"}
 
 
+def _read_accelerate_config(path: Path):
+    """The accelerate config, read with the loader of every user YAML (advisor.project.ProjectLoader:
+    aliases bounded, nesting bounded, duplicate keys refused); a problem is one line naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise AdviseError(f"cannot read the accelerate config (--accelerate-config): "
+                          f"{getattr(e, 'strerror', None) or e}", file=path) from None
+    try:
+        return yaml.load(text, Loader=ProjectLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        what = "YAML refused" if isinstance(e, YAMLBoundError) else "YAML syntax error"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise AdviseError(f"accelerate config (--accelerate-config): {what}: {problem}", file=path,
+                          line=_yaml_error_line(e, text)) from None
+
+
 def _check_launch(nproc: int, accelerate_config: Path | None) -> None:
     if nproc < 1:
         raise AdviseError("--nproc must be 1 or more")
     if accelerate_config is not None:
-        if not Path(accelerate_config).is_file():
-            raise AdviseError("accelerate config file not found (--accelerate-config)", file=accelerate_config)
-        try:
-            import yaml
-
-            cfg = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8"))
-        except Exception as e:  # noqa: BLE001
-            raise AdviseError(f"cannot read the accelerate config: {e}", file=accelerate_config) from None
+        require_regular_file(Path(accelerate_config), "accelerate config file", " (--accelerate-config)")
+        cfg = _read_accelerate_config(Path(accelerate_config))
         if not isinstance(cfg, dict):
             raise AdviseError("expected an accelerate config (a YAML mapping, as `accelerate config` writes)",
                               file=accelerate_config)
@@ -230,9 +244,14 @@ def plan_new(project_dir, *, method: str | None = None, max_steps: int | None = 
         "created": time.time(),
         "host": socket.gethostname(),
     }
-    request["inputs_hash"] = stable_hash({k: request[k] for k in ("plugin", "config", "base_model",
-                                                                  "base_model_revision")} | {
-        "data": {k: v for k, v in data_facts.items() if k.endswith("sha256")}})
+    # the hash names a base model inside the project by its path in the project, so a copied or moved
+    # project still finds its runs; the hash an older advise gave (the absolute path) is kept beside it
+    hashed = {k: request[k] for k in ("plugin", "config", "base_model_revision")} | {
+        "data": {k: v for k, v in data_facts.items() if k.endswith("sha256")}}
+    request["inputs_hash"] = stable_hash(hashed | {"base_model": project_relative(base, project.root)})
+    legacy = stable_hash(hashed | {"base_model": base})
+    if legacy != request["inputs_hash"]:
+        request["inputs_hash_absolute"] = legacy
     return TrainPlan(project, plugin, config, records, request, run_id, run_dir, nproc=nproc,
                      accelerate_config=Path(accelerate_config) if accelerate_config else None,
                      notes=[f"{len(records)} training examples ({data.eval_source} eval: {len(data.eval)} held out)",
@@ -270,7 +289,15 @@ def plan_resume(project_dir, run_id: str | None = None, *, nproc: int | None = N
     req_file = run_dir / REQUEST_FILE
     if not req_file.is_file():
         raise AdviseError(f"run {run['id']} has no request.json; it cannot be resumed", file=req_file)
-    request = json.loads(req_file.read_text(encoding="utf-8"))
+    try:
+        request = json.loads(req_file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise AdviseError(f"run {run['id']}: request.json is not valid JSON ({e}); it cannot be resumed",
+                          file=req_file) from None
+    # the run goes on in the project it is in now (a copied or moved project resumes its own run)
+    old_root, request["project_dir"] = request.get("project_dir"), str(Path(project.root).resolve())
+    if request.get("accelerate_config"):
+        request["accelerate_config"] = relocate(request["accelerate_config"], project.root, old_root)
     lock = run_dir / LOCK_FILE
     if lock.is_file():
         try:

@@ -116,10 +116,10 @@ def execute(plan: TrainPlan, *, progress=None, command: str | None = None) -> di
     run_dir.mkdir(parents=True, exist_ok=True)
     req_path = run_dir / REQUEST_FILE
     cmd = command or " ".join(shlex.quote(a) for a in sys.argv)
-    if not plan.resume:
-        if command:
-            request["command"] = command
-        req_path.write_text(json.dumps(request, indent=2, default=str) + "\n", encoding="utf-8")
+    if command and not plan.resume:
+        request["command"] = command
+    # written on resume too: a moved or copied project's request names the project it is in now
+    req_path.write_text(json.dumps(request, indent=2, default=str) + "\n", encoding="utf-8")
     store = Store.for_project(plan.project)
     if plan.resume:
         _reopen(store, plan.run_id, cmd)

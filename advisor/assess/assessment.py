@@ -18,14 +18,15 @@ from advisor.assess.outputs import task_form
 from advisor.assess.profile import FileProfile, profile_file
 from advisor.assess.signals import docs_dir_has_files, goal_signals
 from advisor.assess.tokens import context_window, make_counter
-from advisor.data.docs import DOC_SUFFIXES
+from advisor.data.docs import doc_files
 from advisor.data.findings import Findings
 from advisor.errors import AdviseError
+from advisor.files import is_regular_file, require_regular_file
 from advisor.hashing import file_hash, stable_hash
 from advisor.methods import METHODS
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
-from advisor.store import Store
+from advisor.store import Store, StoreError
 from advisor.versions import versions
 
 DEFAULT_EPOCHS = 3
@@ -59,10 +60,9 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
 
     train_path = project.data_path("train")
     eval_path = project.data_path("eval")
-    if not train_path.is_file():
-        raise AdviseError("training data file not found (data.train in project.yaml)", file=train_path)
-    if eval_path is not None and not eval_path.is_file():
-        raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
+    require_regular_file(train_path, "training data file", " (data.train in project.yaml)")
+    if eval_path is not None:
+        require_regular_file(eval_path, "eval data file", " (data.eval in project.yaml)")
 
     common = dict(declared=declared, counter=counter, rubric=checks, findings=findings, context=ctx,
                   max_length=project.train.max_length, expected_form=task_form(project.task, checks))
@@ -91,7 +91,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
             for lab in sorted(eval_prof.label_set - train_prof.label_set):
                 findings.add("eval_label_unseen", _display(project, eval_path), None, f"'{lab}'")
 
-    signals = goal_signals(project, train_prof, rubric, use_embeddings=use_embeddings)
+    signals = goal_signals(project, train_prof, rubric, use_embeddings=use_embeddings, findings=findings)
 
     tokens = train_prof.summary["tokens"]
     n_train = train_prof.stats.examples
@@ -113,7 +113,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         duplicate_share=train_prof.summary["duplicates"]["share"],
         knowledge_score=signals["knowledge_score"],
         label_like=bool(train_prof.summary["outputs"].get("label_like")),
-        has_docs=docs_dir_has_files(project.data_path("docs")),
+        has_docs=docs_dir_has_files(project.data_path("docs"), project.root),
         facts_change=c.facts_change,
         needs_citations=c.needs_citations,
         requirements_change=c.requirements_change,
@@ -197,11 +197,10 @@ def inputs_hash(project: Project) -> str:
                             for f in sorted(code.rglob("*.py"))]}
     for key in ("train", "eval"):
         p = project.data_path(key)
-        parts[key] = file_hash(p) if p is not None and p.is_file() else None
+        parts[key] = file_hash(p) if p is not None and is_regular_file(p) else None
     docs = project.data_path("docs")
     if docs is not None and docs.is_dir():
-        parts["docs"] = {str(f.relative_to(docs)): file_hash(f) for f in sorted(docs.rglob("*"))
-                         if f.is_file() and f.suffix.lower() in DOC_SUFFIXES}
+        parts["docs"] = {str(f.relative_to(docs)): file_hash(f) for f in doc_files(docs, project.root)}
     for name in ("decision", "data_checks"):
         parts[f"rubric:{name}"] = stable_hash(load_rubric(name, project.root))
     bm = project.base_model_dir()
@@ -221,6 +220,8 @@ def assess_and_store(project: Project, *, use_embeddings: bool = True, command: 
     name = "embeddings" if use_embeddings else "plain"
     try:
         opened = Store.for_project(project)
+    except StoreError:
+        raise  # not a store (a file in the way, another program's database): the user must see it
     except (AdviseError, OSError):
         return assess(project, use_embeddings=use_embeddings), None
     with opened as store:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from advisor.assess.outputs import output_form
 from advisor.assess.profile import FileProfile
-from advisor.data.docs import BM25, load_docs, passages
+from advisor.data.docs import BM25, doc_files, load_docs, passages
+from advisor.data.findings import Findings
 from advisor.data.textnorm import ngram_hashes, normalise, words
 from advisor.embeddings import embed
 from advisor.project import Project
@@ -39,12 +40,13 @@ class Signal:
         return asdict(self)
 
 
-def _docs_signals(project: Project, sample, r: dict, w: dict, use_embeddings: bool) -> tuple[list[Signal], dict]:
+def _docs_signals(project: Project, sample, r: dict, w: dict, use_embeddings: bool,
+                  findings: Findings | None = None) -> tuple[list[Signal], dict]:
     docs_dir = project.data_path("docs")
     info: dict = {"docs": None}
     if docs_dir is None:
         return [], info
-    docs = load_docs(docs_dir)
+    docs = load_docs(docs_dir, project.root, findings)  # confined to the project; skipped links are findings
     info["docs"] = {"files": len(docs), "characters": sum(len(t) for t in docs.values())}
     if not docs or not sample:
         return [], info
@@ -96,14 +98,15 @@ def _docs_signals(project: Project, sample, r: dict, w: dict, use_embeddings: bo
     return out, info
 
 
-def goal_signals(project: Project, train: FileProfile, rubric: dict, use_embeddings: bool = True) -> dict:
+def goal_signals(project: Project, train: FileProfile, rubric: dict, use_embeddings: bool = True,
+                 findings: Findings | None = None) -> dict:
     r = rubric
     w = value(r, "signals", "weights")
     sig: list[Signal] = []
     outs = train.summary.get("outputs", {})
     sample = train.sample
 
-    docs_sig, docs_info = _docs_signals(project, sample, r, w, use_embeddings)
+    docs_sig, docs_info = _docs_signals(project, sample, r, w, use_embeddings, findings)
     sig += docs_sig
 
     if outs.get("label_like"):
@@ -202,5 +205,6 @@ def _cue_in(cue: str, task: str) -> bool:
     return re.search(pat, task.casefold()) is not None
 
 
-def docs_dir_has_files(path: Path | None) -> bool:
-    return bool(path and path.is_dir() and any(path.rglob("*")))
+def docs_dir_has_files(path: Path | None, root: Path | None = None) -> bool:
+    """data.docs holds documents that the docs rule admits (confined to ``root``, the project)."""
+    return bool(path and path.is_dir() and doc_files(path, root))

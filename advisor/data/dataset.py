@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from advisor.data.findings import CODES, ERROR, Findings
 from advisor.data.records import Record, load_records
 from advisor.errors import AdviseError
+from advisor.files import require_regular_file
 from advisor.hashing import stable_hash
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
@@ -78,8 +79,7 @@ def load_project_data(project: Project, seed: int | None = None) -> ProjectData:
     seed = project.train.seed if seed is None else seed
     max_chars = value(load_rubric("data_checks", project.root), "records", "max_chars")
     train_path = project.data_path("train")
-    if not train_path.is_file():
-        raise AdviseError("training data file not found (data.train in project.yaml)", file=train_path)
+    require_regular_file(train_path, "training data file", " (data.train in project.yaml)")
     train, findings, stats = load_records(train_path, project.data.format, str(train_path), max_chars)
     train, too_long = _within_limit(train)
     if not train:
@@ -88,8 +88,7 @@ def load_project_data(project: Project, seed: int | None = None) -> ProjectData:
     skipped = dict(train_skipped=stats.invalid + too_long, train_file=str(train_path))
     eval_path = project.data_path("eval")
     if eval_path is not None:
-        if not eval_path.is_file():
-            raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
+        require_regular_file(eval_path, "eval data file", " (data.eval in project.yaml)")
         ev, ef, estats = load_records(eval_path, project.data.format, str(eval_path), max_chars)
         ev, ev_long = _within_limit(ev)
         findings.merge(ef)

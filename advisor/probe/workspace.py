@@ -75,6 +75,8 @@ class Workspace:
         base_dir = p.base_model_dir()
         if base_dir is not None:
             cfg["base_model"] = str(base_dir.resolve())
+            if base_dir.resolve().is_relative_to(Path(p.root).resolve()):  # moves with the project
+                cfg["base_model"] = Path(os.path.relpath(base_dir.resolve(), d.resolve())).as_posix()
         cfg["data"] = {"train": "data/train.jsonl", "eval": "data/dev.jsonl", "format": p.data.format.value
                        if hasattr(p.data.format, "value") else p.data.format}
         src_docs = p.data_path("docs")

@@ -1,6 +1,8 @@
 """Charts for the report, drawn with matplotlib and inlined as SVG (no image files, no network).
 
-matplotlib is imported only here, and only when a report is rendered.
+matplotlib is imported only here, and only when a report is rendered. Every text of a chart is data
+(labels, candidate and metric names) and is drawn as text: mathtext (``$...$``) and TeX are off, so a
+label such as ``$\\foo$`` is shown as it is instead of failing the report.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+    plt.rcParams.update({"text.parse_math": False, "text.usetex": False,  # data is text, never math
+                         "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
                          "axes.spines.right": False, "svg.hashsalt": "advise"})
     return plt
 

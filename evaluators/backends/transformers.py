@@ -28,7 +28,14 @@ from typing import Any
 
 from advisor.data.records import render_plain
 from advisor.errors import AdviseError
-from advisor.hf import check_hub_reachable, first_line, looks_like_path, quiet_libraries
+from advisor.hf import (
+    chat_template_error,
+    check_hub_reachable,
+    first_line,
+    looks_like_path,
+    quiet_libraries,
+    template_refused,
+)
 from evaluators.backends.base import Backend, Generation, GenerationSettings
 
 # ----------------------------------------------------------------------------------- fingerprints
@@ -154,12 +161,14 @@ def render_prompt(tokenizer, messages: list[dict]) -> tuple[str, bool]:
     if getattr(tokenizer, "chat_template", None):
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), True
-        except Exception:  # noqa: BLE001 - e.g. "system role not supported"
+        except Exception as first:  # noqa: BLE001 - e.g. "system role not supported"
+            if template_refused(first):
+                raise chat_template_error(tokenizer, first, "an eval prompt") from None
             try:
                 return tokenizer.apply_chat_template(_merge_system(messages), add_generation_prompt=True,
                                                      tokenize=False), True
             except Exception as e:  # noqa: BLE001
-                raise AdviseError(f"the tokenizer's chat template failed on an eval prompt: {first_line(e)}") from None
+                raise chat_template_error(tokenizer, e, "an eval prompt") from None
     return render_plain(messages), False
 
 
