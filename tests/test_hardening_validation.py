@@ -135,3 +135,51 @@ def test_no_gpu_spellings_read_alike_by_the_decision(tmp_path):
     said = [json.dumps(decide(Facts(**base, hardware=h), rubric)) for h in ("none", "cpu only", "no GPU", None)]
     assert all("constraints.hardware: none" in d for d in said[:3]), said
     assert "constraints.hardware: none" not in said[3]
+
+
+# -- 3. typos under train: and in gates: reported by assess and run --dry-run first ------------------------
+TYPOS = ("train:\n  learnin_rate: 0.1\n  lora_rank: 8\neval:\n  gates:\n    accuracy: '=> 0.55'\n"
+         "    acuracy: '>= 0.5'\n    exact_match: {mni: 0.3}\n    token_f1: {min: .inf}\n")
+
+
+def test_assess_reports_typos_under_train_and_in_gates_with_their_line(tmp_path):
+    root = project(tmp_path / "p", TYPOS)
+    r = cli("assess", root, "--no-embeddings", "--json")
+    assert r.exit_code == 0, r.output
+    found = {f["code"]: f for f in json.loads(r.stdout)["findings"]}
+    train = {(e["line"], e["detail"]) for e in found["unknown_train_key"]["examples"]}
+    assert train == {(7, "train.learnin_rate: did you mean learning_rate?"), (8, "train.lora_rank: did you mean lora_r?")}
+    assert found["unknown_train_key"]["severity"] == "warning"
+    gates = {e["line"]: e["detail"] for e in found["gate_unreadable"]["examples"]}
+    assert gates[11] == "eval.gates.accuracy: cannot read threshold '=> 0.55'; did you mean \">= 0.55\"?"
+    assert gates[12].startswith("eval.gates.acuracy: unknown metric 'acuracy' (did you mean 'accuracy'?)")
+    assert "unknown key(s) ['mni'] (did you mean 'min'?)" in gates[13]
+    assert "expected a finite number" in gates[14]
+    assert all(e["file"] == str(root / "project.yaml") for e in found["gate_unreadable"]["examples"])
+
+
+def test_run_dry_run_warns_of_the_same_typos_before_the_plan(tmp_path):
+    root = project(tmp_path / "p", TYPOS)
+    r = cli("run", root, "--dry-run")
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("advise: warning: ")]
+    pfile = str(root / "project.yaml")
+    assert f"advise: warning: {pfile}:7: train.learnin_rate: did you mean learning_rate?" in warnings
+    assert any(w.startswith(f"advise: warning: {pfile}:11: eval.gates.accuracy: cannot read threshold") for w in warnings)
+    assert len(warnings) == 6, warnings
+    assert "Traceback" not in r.output
+
+
+def test_a_plugin_key_of_ones_own_is_reported_without_a_guess_and_known_keys_are_not(tmp_path):
+    root = project(tmp_path / "p", "train:\n  beta: 0.2\n  num_virtual_tokens: 10\n  zzz_knob: 3\n"
+                                   "eval:\n  gates:\n    accuracy: '>= 0.5'\n    items: [{tag: safety, no_worse: true}]\n")
+    r = cli("assess", root, "--no-embeddings", "--json")
+    found = {f["code"]: f for f in json.loads(r.stdout)["findings"]}
+    assert [e["detail"] for e in found["unknown_train_key"]["examples"]] == [
+        "train.zzz_knob: no installed plugin takes it (`advise plugins` lists their keys)"]
+    assert "gate_unreadable" not in found
+
+
+def test_train_itself_names_the_closest_key(tmp_path):
+    root = project(tmp_path / "p", "train:\n  learnin_rate: 0.1\n")
+    msg = one_error(cli("train", root, "--method", "lora", "--max-steps", "1"), 7)
+    assert "train.learnin_rate is not a hyperparameter of any installed training plugin (did you mean learning_rate?" in msg
