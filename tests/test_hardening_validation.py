@@ -183,3 +183,57 @@ def test_train_itself_names_the_closest_key(tmp_path):
     root = project(tmp_path / "p", "train:\n  learnin_rate: 0.1\n")
     msg = one_error(cli("train", root, "--method", "lora", "--max-steps", "1"), 7)
     assert "train.learnin_rate is not a hyperparameter of any installed training plugin (did you mean learning_rate?" in msg
+
+
+# -- 4. look-alike labels --------------------------------------------------------------------------------
+VARIANTS = {"homoglyph": "c\u0430ncel", "zero-width": "can\u200bcel", "rtl-override": "\u202ecancel",
+            "bom": "\ufeffcancel"}
+
+
+def labelled(variant: str | None, *, n: int = 40, at: tuple[int, ...] = (17, 30)) -> list[str]:
+    rows = []
+    for i in range(1, n + 1):
+        lab = "cancel" if i % 2 else "refund"
+        if variant is not None and i in at:
+            lab = variant
+        rows.append(json.dumps({"messages": [{"role": "user", "content": f"request number {i}: please handle it"},
+                                             {"role": "assistant", "content": lab}]}))
+    return rows
+
+
+@pytest.mark.parametrize("kind", sorted(VARIANTS))
+def test_a_lookalike_label_is_a_finding_with_its_line_and_both_spellings_escaped(tmp_path, kind):
+    odd = VARIANTS[kind]
+    root = project(tmp_path / "p", "", records=labelled(odd))
+    found = {f["code"]: f for f in json.loads(cli("assess", root, "--no-embeddings", "--json").stdout)["findings"]}
+    f = found["lookalike_labels"]
+    assert f["severity"] == "warning" and f["count"] == 1
+    ex = f["examples"][0]
+    assert (ex["file"], ex["line"]) == (str(root / "data" / "t.jsonl"), 17)
+    shown = "".join(ch if ord(ch) < 127 else f"\\u{ord(ch):04x}" for ch in odd)
+    assert ex["detail"].startswith(f'"cancel" vs "{shown}" (x2 here'), ex["detail"]
+
+
+def test_a_lookalike_label_of_eval_is_found_against_train(tmp_path):
+    root = project(tmp_path / "p", "  eval: data/e.jsonl\n", records=labelled(None))
+    (root / "data" / "e.jsonl").write_text("\n".join(labelled("c\u0430ncel", n=20, at=(3,))) + "\n", encoding="utf-8")
+    found = {f["code"]: f for f in json.loads(cli("assess", root, "--no-embeddings", "--json").stdout)["findings"]}
+    ex = found["lookalike_labels"]["examples"]
+    assert [(Path(e["file"]).name, e["line"]) for e in ex] == [("e.jsonl", 3)]
+
+
+def test_distinct_labels_and_plain_case_are_not_lookalikes(tmp_path):
+    rows = labelled(None) + [json.dumps({"messages": [{"role": "user", "content": f"x {i}"},
+                                                      {"role": "assistant", "content": lab}]})
+                             for i, lab in enumerate(["café", "cafe", "Cancel", "CANCEL", "cancel1"] * 3)]
+    root = project(tmp_path / "p", "", records=rows)
+    found = {f["code"] for f in json.loads(cli("assess", root, "--no-embeddings", "--json").stdout)["findings"]}
+    assert "lookalike_labels" not in found
+
+
+def test_the_confusables_table_is_a_rubric_with_its_source():
+    from advisor.assess.lookalike import skeleton
+    from advisor.rubric import load_rubric, source
+
+    assert "TR39" in source(load_rubric("confusables"), "letters")
+    assert skeleton("\u0441\u0430n\u0441\u0435l") == skeleton("\uff43ancel") == "cancel"
