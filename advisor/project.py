@@ -16,8 +16,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advisor.errors import AdviseError
+from advisor.hardware import parse_hardware
 from advisor.methods import METHODS
+from advisor.rubric import load_rubric, value
 from advisor.training import LoraFields, TrainingFields
+from advisor.yamlload import MAX_ALIAS_VALUES, MAX_YAML_DEPTH, ProjectLoader, YAMLBoundError
+from advisor.yamlload import key_line as _key_line
+from advisor.yamlload import yaml_error_line as _yaml_error_line
+
+__all__ = ["MAX_ALIAS_VALUES", "MAX_YAML_DEPTH", "PROJECT_FILE", "STORE_DIR", "Project", "ProjectLoader",
+           "YAMLBoundError", "confined", "json_schema", "load_project", "parse_project"]
 
 PROJECT_FILE = "project.yaml"
 STORE_DIR = ".advise"
@@ -36,7 +44,8 @@ class DataFormat(str, Enum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    # an infinite or NaN number (YAML's .inf, .nan) is never a plan: refused in every block
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
@@ -55,6 +64,15 @@ class Constraints(_Strict):
     facts_change: Literal["never", "rarely", "monthly", "weekly", "daily"] | None = None
     needs_citations: bool = False
     requirements_change: Literal["rarely", "often"] | None = None
+
+    @field_validator("budget_usd")
+    @classmethod
+    def _budget_bound(cls, v: float | None) -> float | None:
+        top = float(value(load_rubric("limits"), "budget_usd_max"))
+        if v is not None and v > top:
+            raise ValueError(f"${v:,.6g} is more than any training run costs (at most ${top:,.0f}, "
+                             "rubrics/limits.yaml budget_usd_max); check the number")
+        return v
 
     @field_validator("hardware", mode="before")
     @classmethod
@@ -193,26 +211,6 @@ def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
     return full
 
 
-def _key_line(node: yaml.Node | None, path: tuple) -> int | None:
-    """1-based line of the deepest key of ``path`` found in a composed YAML node tree."""
-    line = None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(part):
-                    line = k.start_mark.line + 1
-                    node = v
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 _UNION_HINTS = {
     ("eval", "gates"): 'expected a threshold like ">= 0.85", a number, a mapping like {min: 0.4, on: lower_bound}, '
                        "or for items: a list of {tag: NAME, no_worse: true}",
@@ -233,102 +231,6 @@ def _explain(err: dict) -> str:
         return "is not a known key (check its spelling; `advise schema` lists the keys)"
     msg = err.get("msg", "invalid value").removeprefix("Value error, ").replace("Input should be", "expected")
     return msg if msg.startswith("expected") else f"is invalid: {msg}"
-
-
-# Bounds of a user's YAML (project.yaml, rubric overrides). A real config has a few hundred values and
-# nests under 10 levels; the bounds stop an alias bomb ("billion laughs": 1 KB that expands to 10^9
-# values and GBs of memory once anything walks it) and a nesting deep enough to exhaust Python's stack.
-MAX_ALIAS_VALUES = 10_000  # values that aliases may add in total, each alias counted expanded
-MAX_YAML_DEPTH = 100  # nesting levels of mappings and lists
-
-
-class YAMLBoundError(yaml.composer.ComposerError):
-    """A YAML document beyond the loader's bounds (an alias bomb, a recursive alias, too deep)."""
-
-
-class ProjectLoader(yaml.SafeLoader):
-    """YAML as people mean it in a config file: only true/false are booleans (YAML 1.2), so a key
-    ``on:`` or a value ``no`` stays text; a key given twice is an error, not "the last one wins".
-
-    The one loader of every YAML file a user gives advise: aliases are counted expanded while the
-    document is composed (more than :data:`MAX_ALIAS_VALUES` values, or an alias of a node that
-    contains it, is an error at the alias's line), and nesting deeper than :data:`MAX_YAML_DEPTH` is
-    an error at the line where it goes too deep."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
-        self._alias_values = 0
-        self._open: set[str] = set()
-        self._sizes: dict[int, int] = {}
-
-    def _expanded(self, node: yaml.Node) -> int:
-        """Values of a composed node with every alias in it expanded (memoised per node)."""
-        n = self._sizes.get(id(node))
-        if n is None:
-            if isinstance(node, yaml.MappingNode):
-                n = 1 + sum(self._expanded(k) + self._expanded(v) for k, v in node.value)
-            elif isinstance(node, yaml.SequenceNode):
-                n = 1 + sum(self._expanded(v) for v in node.value)
-            else:
-                n = 1
-            self._sizes[id(node)] = n
-        return n
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self._open:
-                raise YAMLBoundError(None, None, f"alias *{event.anchor} refers to a value that "
-                                                  "contains it (a recursive alias)", event.start_mark)
-            node = self.anchors.get(event.anchor)
-            if node is not None:
-                self._alias_values += self._expanded(node)
-                if self._alias_values > MAX_ALIAS_VALUES:
-                    raise YAMLBoundError(
-                        None, None, f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?); "
-                        "write the values out or use fewer aliases", event.start_mark)
-            return super().compose_node(parent, index)
-        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            if self._depth >= MAX_YAML_DEPTH:
-                raise YAMLBoundError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                                  event.start_mark)
-        anchor = getattr(event, "anchor", None)
-        self._depth += 1
-        if anchor:
-            self._open.add(anchor)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-            self._open.discard(anchor)
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"found duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-ProjectLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-ProjectLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                   list("tTfF"))
-
-
-def _yaml_error_line(e: yaml.YAMLError, text: str) -> int | None:
-    """The problem's line, or the line of its context (an unclosed '[') when the problem is past the end."""
-    problem, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
-    n_lines = max(1, len(text.splitlines()))
-    if problem is not None and (problem.line < n_lines or context is None):
-        return min(problem.line, n_lines - 1) + 1
-    return context.line + 1 if context is not None else None
 
 
 def parse_project(text: str, root: Path, file: Path) -> Project:
@@ -363,6 +265,12 @@ def parse_project(text: str, root: Path, file: Path) -> Project:
         more = f" (and {rest} more problem(s))" if rest > 0 else ""
         raise AdviseError(f"{key} {why}{more}", file=file, line=line) from None
     project.root = root
+    # the one hardware parser: every command accepts and refuses the same constraints.hardware
+    try:
+        parse_hardware(project.constraints.hardware)
+    except ValueError as e:
+        raise AdviseError(f"constraints.hardware: {e}", file=file, line=_key_line(node, ("constraints", "hardware"))) \
+            from None
     # confine data paths now, so every command fails early and the same way
     for key in ("train", "eval", "docs"):
         project.data_path(key)

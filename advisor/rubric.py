@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from advisor.errors import AdviseError
-from advisor.project import ProjectLoader, _key_line, _yaml_error_line
+from advisor.yamlload import ProjectLoader
+from advisor.yamlload import key_line as _key_line
+from advisor.yamlload import yaml_error_line as _yaml_error_line
 
 
 @cache

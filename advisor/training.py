@@ -28,7 +28,8 @@ DEFAULT_EPOCHS = 3.0  # passes over the data when neither max_steps nor epochs i
 class TrainingFields(BaseModel):
     """Hyperparameters every training method accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    # an infinite or NaN number (YAML's .inf, .nan) is never a hyperparameter
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     DEFAULT_EPOCHS: ClassVar[float] = DEFAULT_EPOCHS
 
     max_steps: StrictInt | None = Field(None, ge=1, le=100_000_000,
@@ -46,7 +47,8 @@ class TrainingFields(BaseModel):
         "linear", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    # gradient norms of fine-tuning runs are O(0.1-100); 10^4 is clipping off in effect
+    max_grad_norm: float = Field(1.0, gt=0, le=10_000, description="Gradient clipping norm.")
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a resumable checkpoint every N steps (default: about every 10% of the run).")
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="Checkpoints kept on disk (the newest).")
@@ -66,10 +68,11 @@ class TrainingFields(BaseModel):
 class LoraFields(BaseModel):
     """LoRA hyperparameters, shared by the methods that train a LoRA adapter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lora_r: int = Field(16, ge=1, le=4096, description="LoRA rank.")
-    lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha (default: 2 x lora_r).")
+    # alpha / r scales the update: 2 x the largest rank (4096) is the most anyone sets
+    lora_alpha: float | None = Field(None, gt=0, le=8192, description="LoRA scaling alpha (default: 2 x lora_r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
     target_modules: str | list[str] = Field("all-linear", description="Modules that get LoRA ('all-linear' or names).")
     train_embeddings: bool | None = Field(

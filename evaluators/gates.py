@@ -20,6 +20,8 @@ works on plain stored results (:class:`RunView`); no model is called.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +88,39 @@ def _metric_info(name: str):
         return None
 
 
+def did_you_mean(word: str, known) -> str:
+    """' (did you mean X?)' for the known name closest to a misspelt ``word`` (difflib), else ''."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# operators people type for >= and <= that a threshold does not read ("=> 0.55", "≥ 0.9", "== 0.8")
+_OP_TYPOS = {"=>": ">=", "=<": "<=", "≥": ">=", "≤": "<=", "==": ">=", "=": ">=", "gte": ">=", "lte": "<=",
+             "min": ">=", "max": "<=", "at least": ">=", "at most": "<="}
+_LOOSE = re.compile(r"^\s*(=>|=<|≥|≤|==|=|gte|lte|min|max|at least|at most)?\s*:?\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$",
+                    re.IGNORECASE)
+
+
+def _fixed_threshold(text: str) -> str | None:
+    """The threshold a misspelt one most likely means: '=> 0.55' -> '>= 0.55'; None when unclear."""
+    m = _LOOSE.match(text)
+    if not m or not m.group(1):
+        return None
+    return f"{_OP_TYPOS[m.group(1).lower()]} {m.group(2)}{m.group(3)}"
+
+
+def gate_problems(spec: dict, *, known_metrics: set[str] | None = None) -> list[tuple[str, str]]:
+    """Every gate of ``eval.gates`` that :func:`parse_gates` refuses, as (its key, the message without
+    the file), without raising: what ``advise assess`` and ``run --dry-run`` report before a gate runs."""
+    out = []
+    for key, val in (spec or {}).items():
+        try:
+            parse_gates({key: val}, known_metrics=known_metrics)
+        except AdviseError as e:
+            out.append((str(key), e.message))
+    return out
+
+
 def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[str] | None = None,
                 line_of=None) -> list[Gate]:
     """``eval.gates`` of project.yaml -> gates. Unknown metrics or forms raise a one-line AdviseError
@@ -101,9 +136,12 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
         if isinstance(v, bool):
             bad(key, f"expected a number, got {v!r}")
         try:
-            return float(v)
+            x = float(v)
         except (TypeError, ValueError):
             bad(key, f"expected a number, got {v!r}")
+        if not math.isfinite(x):
+            bad(key, f"expected a finite number, got {v!r}")
+        return x
 
     for key, val in (spec or {}).items():
         if key == "canary":
@@ -131,26 +169,30 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
         if info is None or (known_metrics is not None and key not in known_metrics):
 
             names = sorted(known_metrics if known_metrics is not None else list_metrics())
-            bad(key, f"unknown metric '{key}' (known: {', '.join(names)})")
+            bad(key, f"unknown metric '{key}'{did_you_mean(str(key), [*names, 'canary', 'items'])} "
+                     f"(known: {', '.join(names)})")
         hib = bool(getattr(info, "higher_is_better", True))
         if isinstance(val, bool):
             bad(key, 'expected a threshold like ">= 0.85", a number, or {min: .., max: .., on: .., no_regression: ..}')
         if isinstance(val, (int, float)):
             gates.append(Gate(f"{key} {'>=' if hib else '<='} {val}", "threshold", key, ">=" if hib else "<=",
-                              float(val), key=key))
+                              number(key, val), key=key))
             continue
         if isinstance(val, str):
             m = _EXPR.match(val)
             if not m:
-                bad(key, f'cannot read threshold {val!r}; write e.g. ">= 0.85"')
+                fixed = _fixed_threshold(val)
+                hint = f'did you mean "{fixed}"?' if fixed else 'write e.g. ">= 0.85"'
+                bad(key, f"cannot read threshold {val!r}; {hint}")
             t = float(m.group(2)) / (100 if m.group(3) else 1)
             gates.append(Gate(f"{key} {m.group(1)} {t:g}", "threshold", key, m.group(1), t, key=key))
             continue
         if not isinstance(val, dict):
             bad(key, "expected a threshold string, a number or a mapping")
-        unknown = set(val) - {"min", "max", "on", "no_regression", "baseline", "margin"}
+        words = ("min", "max", "on", "no_regression", "baseline", "margin")
+        unknown = sorted(set(map(str, val)) - set(words))
         if unknown:
-            bad(key, f"unknown key(s) {sorted(unknown)} (min, max, on, no_regression, baseline, margin)")
+            bad(key, f"unknown key(s) {unknown}{did_you_mean(unknown[0], words)} ({', '.join(words)})")
         on = val.get("on", "value")
         if on not in ("value", "lower_bound", "upper_bound"):
             bad(f"{key}.on", "expected value, lower_bound or upper_bound")

@@ -8,6 +8,7 @@ is ignored by this one, so one project file serves several methods.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from pydantic import BaseModel, ValidationError
@@ -16,7 +17,7 @@ from advisor.errors import AdviseError
 from trainers.plugin import PluginConfig, TrainerPlugin
 from trainers.registry import all_plugins
 
-__all__ = ["build_config", "config_fields"]
+__all__ = ["build_config", "config_fields", "known_keys", "unknown_train_keys"]
 
 
 def config_fields(config_class: type[BaseModel]) -> list[dict]:
@@ -35,12 +36,30 @@ def config_fields(config_class: type[BaseModel]) -> list[dict]:
     return rows
 
 
-def _known_keys() -> set[str]:
+def known_keys() -> set[str]:
+    """Every key of ``train:`` that some installed training plugin takes."""
     keys: set[str] = set()
     for p in all_plugins().values():
         if isinstance(p, TrainerPlugin):
             keys |= set(p.config_class.model_fields)
     return keys
+
+
+_known_keys = known_keys
+
+
+def _suggest(key: str, known: set[str]) -> str | None:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_train_keys(project, known: set[str] | None = None) -> list[tuple[str, str | None]]:
+    """The keys under project.yaml's ``train:`` that no installed plugin takes (most likely typos: extra
+    keys are allowed there for plugins of one's own), each with the known key closest to it (difflib)
+    or None: what ``advise assess`` and ``run --dry-run`` report before a training run refuses them."""
+    known = known_keys() if known is None else known
+    written = project.train.model_dump(exclude_unset=True)
+    return [(str(k), _suggest(str(k), known)) for k in written if k not in known]
 
 
 def build_config(plugin: TrainerPlugin, project, overrides: dict | None = None,
@@ -62,8 +81,10 @@ def build_config(plugin: TrainerPlugin, project, overrides: dict | None = None,
 
     for key in raw:
         if key not in fields and key not in known_keys:
+            close = _suggest(str(key), known_keys | fields)
+            hint = f"did you mean {close}? " if close else ""
             raise AdviseError(f"train.{key} is not a hyperparameter of any installed training plugin "
-                              f"(`advise plugins` lists them)", file=pfile, line=line(key))
+                              f"({hint}`advise plugins` lists them)", file=pfile, line=line(key))
     values = {k: v for k, v in raw.items() if k in fields}
     cli_keys = set()
     for k, v in (overrides or {}).items():

@@ -14,6 +14,7 @@ from advisor import __version__
 from advisor.assess.decide import Facts, decide, leak_severity
 from advisor.assess.estimate import estimate
 from advisor.assess.leakage import KINDS, LeakageIndex
+from advisor.assess.lookalike import report_lookalike_labels
 from advisor.assess.outputs import task_form
 from advisor.assess.profile import FileProfile, profile_file
 from advisor.assess.signals import docs_dir_has_files, goal_signals
@@ -90,6 +91,9 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         if eval_prof.label_set is not None and train_prof.label_set is not None:
             for lab in sorted(eval_prof.label_set - train_prof.label_set):
                 findings.add("eval_label_unseen", _display(project, eval_path), None, f"'{lab}'")
+    report_lookalike_labels([(_display(project, path), path, (prof.summary["outputs"].get("labels") or {}).get("counts"))
+                             for prof, path in ((train_prof, train_path), (eval_prof, eval_path)) if prof is not None],
+                            findings, declared)
 
     signals = goal_signals(project, train_prof, rubric, use_embeddings=use_embeddings, findings=findings)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from advisor.hardware import parse_hardware
 from advisor.methods import METHODS
 from advisor.rubric import value
 
@@ -170,11 +171,14 @@ def decide(f: Facts, rubric: dict) -> dict:
                weight=u)
     if not f.has_docs:
         b.fire("no_docs", "no docs/ directory: retrieval has nothing to retrieve")
-    hw = (f.hardware or "").strip().lower()
+    try:  # the one hardware parser ("none", "cpu only", "no GPU", ... all read alike)
+        no_gpu = parse_hardware(f.hardware).kind == "cpu"
+    except ValueError:
+        no_gpu = False
     cpu_max = b.th("cpu_training_max_hours")
     on_cpu = {m for m in TRAINING if (f.estimates.get(m) or {}).get("cpu_hours") is not None
               and f.estimates[m]["cpu_hours"] <= cpu_max}
-    if hw in ("none", "cpu", "0", "no gpu"):
+    if no_gpu:
         if on_cpu:
             cpu = f.estimates.get("lora", {}).get("cpu_hours")
             b.reasons["lora"].append((0.0, f"no GPU, but the model is small: training runs on this CPU in "

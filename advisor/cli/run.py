@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from advisor.cli.config_check import config_warnings
 from advisor.cli.main import guard
 from advisor.files import check_output_path
 from advisor.lock import writing
@@ -41,6 +42,9 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, for
 
     project = load_project(project_dir)
     check_output_path(out, "the report (--out)", project=project, force=force)
+    if dry_run:  # typos under train: and in gates, before the plan (and any train or gate) refuses them
+        for w in config_warnings(project):
+            click.echo(f"advise: warning: {w}", err=True)
     with writing(project, "advise run"):
         measured = None
         if probe and not dry_run:

@@ -78,6 +78,11 @@ CODES: dict[str, tuple[str, str]] = {
     "output_form_mismatch": (WARNING, "an output is in another form (JSON, SQL, code, text) than the task asks for or most outputs follow"),
     "refusal_like": (INFO, "the output reads like a refusal"),
     "eval_label_unseen": (WARNING, "an eval label never occurs in train"),
+    "lookalike_labels": (WARNING, "two spellings of one label that look alike (homoglyphs, invisible or "
+                                  "direction characters, a BOM): the model learns them as different labels"),
+    # project.yaml (reported by `advise assess` and `advise run --dry-run` before train or gate refuse them)
+    "unknown_train_key": (WARNING, "a key under train: that no installed training plugin takes (a typo?)"),
+    "gate_unreadable": (WARNING, "a gate under eval.gates that `advise gate` cannot read (form or metric name)"),
 }
 
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
