@@ -19,11 +19,16 @@ def facts(**kw):
 
 
 
+# a verdict that sits on a threshold (and may flip when the data are resampled) stays below this
+# calibrated confidence (BENCHMARKS.md, "Verdict quality"; tests/test_verdict_stability.py)
+NEAR_THRESHOLD_MAX = 0.8
+
+
 def test_190_and_210_examples_get_close_scores_and_low_confidence_not_opposite_certainties():
     a, b = (decide(facts(train_examples=n, knowledge_score=0.3), R) for n in (190, 210))
     far = decide(facts(train_examples=2000, knowledge_score=0.3), R)
-    for d in (a, b):
-        assert d["confidence"] < 0.5 < far["confidence"]
+    for d in (a, b):  # calibrated (rubrics/decision.yaml confidence.calibration): lower, not a coin flip
+        assert d["confidence"] < NEAR_THRESHOLD_MAX and far["confidence"] - d["confidence"] >= 0.15
     gap = lambda d: d["scores"]["prompting"] - d["scores"]["lora"]  # noqa: E731
     assert abs(gap(a) - gap(b)) < 1.5  # the old rules jumped by 8 points at 200
     assert any("near the threshold" in r for r in a["reasons"])

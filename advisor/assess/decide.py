@@ -223,6 +223,8 @@ def decide(f: Facts, rubric: dict) -> dict:
     c -= value(rubric, "confidence", "penalty_disagreement") * f.signal_disagreement
     blockers = _blockers(f, method, b, on_cpu)
     c -= value(rubric, "confidence", "penalty_per_blocker") * len(blockers)
+    raw = c
+    c = calibrated(raw, rubric)
     if overridden:
         c = min(c, 0.5)
     c = max(value(rubric, "confidence", "min"), min(value(rubric, "confidence", "max"), c))
@@ -271,6 +273,7 @@ def decide(f: Facts, rubric: dict) -> dict:
             "dpo" if method == "rlhf" else None),
         "also": also,
         "confidence": round(c, 2),
+        "confidence_raw": round(raw, 4),  # the score before calibration (bench/verdict_calibration.py fits on it)
         "reasons": reasons,
         "alternatives": alternatives,
         "blockers": blockers,
@@ -278,6 +281,16 @@ def decide(f: Facts, rubric: dict) -> dict:
         "scores": {m: round(s, 2) for m, s in b.score.items()},
         "rules_fired": b.fired,
     }
+
+
+def calibrated(raw: float, rubric: dict) -> float:
+    """The raw confidence (base + margin - penalties) through the fitted monotone mapping of the rubric
+    (``confidence.calibration``: Platt scaling, sigmoid(slope * raw + intercept)); raw as is without one."""
+    cal = rubric.get("confidence", {}).get("calibration")
+    if not cal:
+        return raw
+    k = value(rubric, "confidence", "calibration")
+    return _logistic(float(k["slope"]) * raw + float(k["intercept"]))
 
 
 def _duration(hours: float) -> str:

@@ -172,7 +172,7 @@ def evaluate(shared: Path, workdir: Path) -> dict:
         a = assess(load_project(write(workdir / s["id"], s, shared)), use_embeddings=False)
         rec = a["recommendation"]
         rows.append({"id": s["id"], "expected": s["expected"], "method": rec["method"],
-                     "confidence": rec["confidence"], "top1": rec["method"] == s["expected"][0],
+                     "confidence": rec["confidence"], "confidence_raw": rec.get("confidence_raw", rec["confidence"]), "top1": rec["method"] == s["expected"][0],
                      "acceptable": rec["method"] in s["expected"], "blockers": len(rec["blockers"])})
     n = len(rows)
     brier = sum((r["confidence"] - r["acceptable"]) ** 2 for r in rows) / n
