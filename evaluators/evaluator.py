@@ -74,8 +74,8 @@ class CandidateRun:
         return f
 
     def error_items(self) -> list[dict]:
-        return [{"item": it.hash, "line": it.line, "error": e} for it, e in zip(self.items, self.errors, strict=True)
-                if e is not None]
+        return [{"item": it.hash, "line": it.line, "name": it.name, "error": e}
+                for it, e in zip(self.items, self.errors, strict=True) if e is not None]
 
     def summary(self) -> dict[str, Any]:
         """The run as ``advise eval --json`` prints it (the contract's keys first)."""

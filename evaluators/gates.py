@@ -290,12 +290,15 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
             path = [int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", g.key) if x]
             raise AdviseError(e.message, file=file,
                               line=line_of("eval", "gates", *path) if line_of is not None else None) from None
-    if cand.constant_output:
+    if cand.constant_output:  # one answer to nearly every item: no gate reads as a win
         flag = cand.constant_output
         text = flag.get("text") or f"constant output: '{flag.get('answer')}'"
-        results.append({"gate": "not one answer to every item", "kind": "constant_output", "metric": None,
-                        "key": "", "status": FAIL, "observed": round(float(flag.get("share", 1.0)), 4),
-                        "message": f"{candidate} gives {text}: not a win, whatever its scores"})
+        for r in results:
+            r["constant_output"] = text
+            r["message"] += f"; {candidate} gives {text}: not a win, whatever its scores"
+            if r["status"] != FAIL:
+                r["status"] = FAIL
+                r.pop("warning", None)
     failed = [r for r in results if r["status"] == FAIL]
     return {
         "status": FAIL if failed else PASS,

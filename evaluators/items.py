@@ -16,6 +16,7 @@ class EvalItem:
     line: int
     record: Record
     references: list[str]
+    name: str | None = None  # the record's own id, else file:line (:func:`item_name`; set by the eval)
 
     @property
     def fields(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
 from evaluators.honesty import honesty_warnings, mark_comparisons, run_honesty
-from evaluators.items import EvalItem, duplicate_lines, make_items
+from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
 from evaluators.length import size_max_new_tokens
 from evaluators.options import EvalOptions
 from evaluators.results import summary_key
@@ -152,6 +152,8 @@ def _eval_items(project: Project, data: ProjectData, max_items: int | None, warn
                         + " repeat earlier records")
     if not items:
         raise AdviseError("no eval item", file=src)
+    for it in items:
+        it.name = item_name(it.record, src.name if src is not None else "eval")
     return items
 
 
