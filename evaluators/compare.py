@@ -52,7 +52,8 @@ def compare_runs(a: CandidateRun, b: CandidateRun, metrics: list[str], *, judge=
                 continue
             if (sb < sa) if hib else (sb > sa):
                 rec = a.items[i].record
-                worse.append({"item": a.items[i].hash, "line": a.items[i].line, "input": rec.key[:300],
+                worse.append({"item": a.items[i].hash, "line": a.items[i].line, "name": a.items[i].name,
+                              "input": rec.key[:300],
                               "reference": a.items[i].references[0][:300], "a_output": (a.outputs[i] or "")[:500],
                               "b_output": (b.outputs[i] or "")[:500], "a_score": sa, "b_score": sb})
     out["regressions_total"] = len(worse)

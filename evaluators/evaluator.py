@@ -27,7 +27,7 @@ from evaluators.candidates import CandidateSpec, make_backend
 from evaluators.items import EvalItem, question
 from evaluators.metrics import evaluate
 from evaluators.progress import Progress
-from evaluators.strategies import Strategy
+from evaluators.strategies import Prompt, Strategy
 
 PROMPT_VERSION = 1  # bump when prompt building changes: cached answers of older prompts are not reused
 LISTED_MAX = 200  # items listed per run's errors and per comparison's regressions (the counts are complete)
@@ -53,6 +53,7 @@ class CandidateRun:
     scores: dict[str, list[float | None]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     display_name: str | None = None
+    honesty: dict[str, Any] = field(default_factory=dict)  # constant_output, confusion, length (evaluators.runner)
 
     @property
     def name(self) -> str:
@@ -73,8 +74,8 @@ class CandidateRun:
         return f
 
     def error_items(self) -> list[dict]:
-        return [{"item": it.hash, "line": it.line, "error": e} for it, e in zip(self.items, self.errors, strict=True)
-                if e is not None]
+        return [{"item": it.hash, "line": it.line, "name": it.name, "error": e}
+                for it, e in zip(self.items, self.errors, strict=True) if e is not None]
 
     def summary(self) -> dict[str, Any]:
         """The run as ``advise eval --json`` prints it (the contract's keys first)."""
@@ -93,6 +94,7 @@ class CandidateRun:
             "computed": self.computed,
             "model_calls": self.model_calls,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            **self.honesty,
         }
 
     def stored_result(self, extra: dict) -> dict[str, Any]:
@@ -107,6 +109,24 @@ class CandidateRun:
             per_item.append(row)
         return {**self.summary(), **extra, "suite": self.suite, "per_item": per_item}
 
+
+
+def fit_prompts(backend: Backend, prompts: list[Prompt], room: int) -> list[Prompt]:
+    """Each prompt with its few-shot examples or RAG passages reduced (least relevant first) until it
+    fits the backend's context with ``room`` tokens to answer in, before the backend would cut it
+    (a backend that cannot tell, an endpoint, keeps them all). The number left out is ``dropped``."""
+    out = []
+    for p in prompts:
+        dropped = 0
+        while p.shrink is not None and (backend.overflow(p.messages, room) or 0) > 0:
+            smaller = p.shrink()
+            if smaller is None:
+                break
+            p, dropped = smaller, dropped + 1
+        if dropped:
+            p.meta["dropped"] = dropped
+        out.append(p)
+    return out
 
 
 class Evaluator:
@@ -233,7 +253,8 @@ class Evaluator:
         batches = 0
         for start in range(0, len(order), chunk):
             idx = order[start : start + chunk]
-            prompts = strategy.build_all([items[i].record for i in idx])
+            prompts = fit_prompts(backend, strategy.build_all([items[i].record for i in idx]),
+                                  settings.max_new_tokens)
             t0 = time.perf_counter()
             gens = backend.generate([p.messages for p in prompts], settings)
             lls = None

@@ -29,9 +29,27 @@ def junit_xml(result: dict, suite: str) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def junit_error(message: str, suite: str) -> str:
+    """The JUnit XML of gates that could not be checked (exit 2): one errored test case saying why,
+    so that CI never shows a blank."""
+    root = ET.Element("testsuites", name="advise gate", tests="1", failures="0", errors="1", time="0")
+    ts = ET.SubElement(root, "testsuite", name=f"advise gate: {suite}", tests="1", failures="0", errors="1",
+                       skipped="0", time="0", timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), hostname="localhost")
+    tc = ET.SubElement(ts, "testcase", classname=f"advise.gate.{suite}", name="gates could not be checked", time="0")
+    ET.SubElement(tc, "error", message=message, type="gate.error").text = message
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def markdown_error(message: str, suite: str) -> str:
+    """The Markdown summary of gates that could not be checked (exit 2)."""
+    return (f"### advise gate: {_md_escape(suite)} — 🛑 ERROR\n\nThe gates could not be checked:\n\n"
+            f"> {_md_escape(message)}\n")
+
+
 def _details(r: dict) -> str:
     keys = ("observed", "threshold", "op", "on", "ci", "p_value", "test", "n", "wins", "losses", "ties",
-            "baseline", "margin", "min_detectable_effect", "worse_items")
+            "baseline", "margin", "min_detectable_effect", "baselines", "worse_items")
     return "\n".join(f"{k}: {r[k]}" for k in keys if r.get(k) is not None)
 
 

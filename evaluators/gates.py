@@ -30,8 +30,9 @@ from advisor.data.dataset import item_hash, load_project_data
 from advisor.errors import AdviseError
 from advisor.project import Project
 from advisor.store import Store
+from evaluators.baselines import baseline_text, baseline_values
 from evaluators.benchmarks import GATE_PREFIX, attach_to_views
-from evaluators.items import make_items
+from evaluators.items import item_name, make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
@@ -64,6 +65,8 @@ class RunView:
     # the stored paired comparisons of this run against others: baseline -> metric -> {delta, ci, p_value, ...}
     # (what gates use for corpus-level metrics such as macro_f1, which have no per-item scores)
     paired: dict[str, dict] = field(default_factory=dict)
+    baselines: list[dict] = field(default_factory=list)  # the eval's trivial baselines (evaluators.baselines)
+    constant_output: dict | None = None  # one answer to nearly every item (evaluators.constant)
 
 
 @dataclass
@@ -320,57 +323,36 @@ def _corpus_regression(g: Gate, metric: str, base: RunView, cand: RunView, hib: 
 
 
 def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
-                   baseline: str | None = None) -> dict:
+                   baseline: str | None = None, *, names: dict[str, str] | None = None,
+                   file: str | None = None, line_of=None) -> dict:
     """Check every gate against stored runs. ``candidate`` is gated; ``baseline`` is the default
-    reference of regression, canary and item gates. Returns the result document (``status`` pass/fail)."""
+    reference of regression, canary and item gates. ``names``: item hash -> the record's own ``id`` or
+    its file:line (how items are named; :func:`item_names`); ``file``/``line_of``: where a gate that
+    cannot be checked is in project.yaml (its error names the line). Returns the result document
+    (``status`` pass/fail)."""
     if candidate not in runs:
         raise AdviseError(f"no stored eval results for candidate '{candidate}' (have: {', '.join(sorted(runs)) or 'none'}); "
                           "run advise eval")
     cand = runs[candidate]
     results = []
     for g in gates:
-        r: dict[str, Any] = {"gate": g.name, "kind": g.kind, "metric": g.metric, "key": g.key}
-        if g.kind == "threshold":
-            entry = cand.metrics.get(g.metric)
-            if entry is None:
-                raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
-                                  f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
-            x = _bound(entry, g.on)
-            if x is None:
-                raise AdviseError(f"eval.gates.{g.key}: {g.metric} of {candidate} has no {g.on.replace('_', ' ')}")
-            ok = _OPS[g.op](x, g.threshold)
-            r.update(status=PASS if ok else FAIL, observed=round(x, 4), threshold=g.threshold, op=g.op, on=g.on,
-                     ci=entry.get("ci"),
-                     message=f"{g.metric} {'' if g.on == 'value' else g.on.replace('_', ' ') + ' '}{x:.4f} "
-                             f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} ({cand.items} items)")
-        elif g.kind in ("regression", "canary", "benchmark"):
-            bname = g.baseline or baseline or DEFAULT_BASELINE
-            if bname not in runs:
-                raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}' "
-                                  f"(have: {', '.join(sorted(runs))})")
-            metric = "canary" if g.kind == "canary" else g.metric
-            if metric not in cand.scores:
-                if g.kind == "benchmark":
-                    raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} ran no benchmark "
-                                      f"{metric[len(GATE_PREFIX):]!r}; list it in eval.benchmarks.tasks and run advise eval")
-                raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no per-item {metric} scores")
-            label = "canary score" if g.kind == "canary" else ""
-            r.update(_regression(g, metric, runs[bname], cand, label=label))
-        elif g.kind == "items":
-            bname = g.baseline or baseline or DEFAULT_BASELINE
-            if bname not in runs:
-                raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}'")
-            metric = g.metric or next(iter(cand.scores), None)
-            if metric is None or metric not in cand.scores:
-                raise AdviseError(f"eval.gates.{g.key}: no per-item scores for {metric} in {candidate}")
-            a, b, ids, tags = _paired(runs[bname], cand, metric)
-            tagged = [(i, x, y) for i, x, y, t in zip(ids, a, b, tags, strict=True) if g.tag in (t or [])]
-            worse = [i for i, x, y in tagged if y < x]
-            r.update(status=FAIL if worse else (WARN if not tagged else PASS), observed=len(worse),
-                     items=len(tagged), worse_items=worse[:50], baseline=bname,
-                     message=(f"{len(worse)} of {len(tagged)} items tagged '{g.tag}' got worse on {metric} than under {bname}"
-                              if tagged else f"no item is tagged '{g.tag}': this rule checked nothing"))
-        results.append(r)
+        try:
+            results.append(_one_gate(g, runs, cand, candidate, baseline, names or {}))
+        except AdviseError as e:
+            if e.file or file is None:
+                raise
+            path = [int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", g.key) if x]
+            raise AdviseError(e.message, file=file,
+                              line=line_of("eval", "gates", *path) if line_of is not None else None) from None
+    if cand.constant_output:  # one answer to nearly every item: no gate reads as a win
+        flag = cand.constant_output
+        text = flag.get("text") or f"constant output: '{flag.get('answer')}'"
+        for r in results:
+            r["constant_output"] = text
+            r["message"] += f"; {candidate} gives {text}: not a win, whatever its scores"
+            if r["status"] != FAIL:
+                r["status"] = FAIL
+                r.pop("warning", None)
     failed = [r for r in results if r["status"] == FAIL]
     return {
         "status": FAIL if failed else PASS,
@@ -382,6 +364,64 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
         "failed": len(failed),
         "warnings": [r.get("warning") or r["message"] for r in results if r["status"] == WARN],
     }
+
+
+def _with_baselines(r: dict, cand: RunView, metric: str | None) -> dict:
+    """The trivial baselines of ``metric`` in the gate's detail ("majority baseline 0.420")."""
+    vals = baseline_values(cand.baselines, metric)
+    if vals:
+        r["baselines"] = vals
+        r["message"] += "; " + baseline_text(cand.baselines, metric)
+    return r
+
+
+def _one_gate(g: Gate, runs: dict[str, RunView], cand: RunView, candidate: str, baseline: str | None,
+              names: dict[str, str]) -> dict:
+    r: dict[str, Any] = {"gate": g.name, "kind": g.kind, "metric": g.metric, "key": g.key}
+    if g.kind == "threshold":
+        entry = cand.metrics.get(g.metric)
+        if entry is None:
+            raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
+                              f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
+        x = _bound(entry, g.on)
+        if x is None:
+            raise AdviseError(f"eval.gates.{g.key}: {g.metric} of {candidate} has no {g.on.replace('_', ' ')}")
+        ok = _OPS[g.op](x, g.threshold)
+        r.update(status=PASS if ok else FAIL, observed=round(x, 4), threshold=g.threshold, op=g.op, on=g.on,
+                 ci=entry.get("ci"),
+                 message=f"{g.metric} {'' if g.on == 'value' else g.on.replace('_', ' ') + ' '}{x:.4f} "
+                         f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} ({cand.items} items)")
+    elif g.kind in ("regression", "canary", "benchmark"):
+        bname = g.baseline or baseline or DEFAULT_BASELINE
+        if bname not in runs:
+            raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}' "
+                              f"(have: {', '.join(sorted(runs))})")
+        metric = "canary" if g.kind == "canary" else g.metric
+        if metric not in cand.scores:
+            if g.kind == "benchmark":
+                raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} ran no benchmark "
+                                  f"{metric[len(GATE_PREFIX):]!r}; list it in eval.benchmarks.tasks and run advise eval")
+            raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no per-item {metric} scores")
+        r.update(_regression(g, metric, runs[bname], cand, label="canary score" if g.kind == "canary" else ""))
+    elif g.kind == "items":
+        bname = g.baseline or baseline or DEFAULT_BASELINE
+        if bname not in runs:
+            raise AdviseError(f"eval.gates.{g.key}: no stored eval results for baseline '{bname}'")
+        metric = g.metric or next(iter(cand.scores), None)
+        if metric is None or metric not in cand.scores:
+            raise AdviseError(f"eval.gates.{g.key}: no per-item scores for {metric} in {candidate}")
+        a, b, ids, tags = _paired(runs[bname], cand, metric)
+        tagged = [(i, x, y) for i, x, y, t in zip(ids, a, b, tags, strict=True) if g.tag in (t or [])]
+        worse = [i for i, x, y in tagged if y < x]
+        r.update(status=FAIL if worse else (WARN if not tagged else PASS), observed=len(worse),
+                 items=len(tagged), worse_items=[names.get(i, i) for i in worse[:50]], baseline=bname,
+                 message=(f"{len(worse)} of {len(tagged)} items tagged '{g.tag}' got worse on {metric} than under {bname}"
+                          if tagged else f"no item is tagged '{g.tag}': this rule checked nothing"))
+        if worse:
+            r["message"] += ": " + ", ".join(names.get(i, i) for i in worse[:10]) + (" ..." if len(worse) > 10 else "")
+    if g.kind in ("threshold", "regression"):
+        _with_baselines(r, cand, g.metric)
+    return r
 
 
 def _stem(candidate: str) -> str:
@@ -415,10 +455,17 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
         for m in r.get("metrics") or {}:
             scores[m] = [(row.get("scores") or {}).get(m) for row in rows]
         views[r["candidate"]] = RunView(r["candidate"], r["items"], dict(r.get("metrics") or {}), ids, scores,
-                                        [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"))
+                                        [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"),
+                                        baselines=list(summary.get("baselines") or []),
+                                        constant_output=r.get("constant_output"))
     for c in summary.get("comparisons") or []:
         if c.get("b") in views:
             views[c["b"]].paired.setdefault(c["a"], {}).update(c.get("metrics") or {})
+    for c in summary.get("comparisons") or []:  # stored the other way round: a's view reads it flipped
+        if c.get("a") in views:
+            have = views[c["a"]].paired.setdefault(c["b"], {})
+            for m, d in (c.get("metrics") or {}).items():
+                have.setdefault(m, flip_comparison(d))
     canary = summary.get("canary") or {}
     headline = (canary.get("metrics") or [None])[0]
     for cr in canary.get("runs") or []:
@@ -435,6 +482,27 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
     # canary scores are aligned on canary items, not eval items: give canary gates their own ids
     attach_to_views(views, store, summary.get("benchmarks"), _stem)
     return views
+
+
+def flip_comparison(d: dict) -> dict:
+    """A stored paired comparison of b against a, read as a against b: the difference and its interval
+    negated, wins and losses swapped, the two values exchanged."""
+    out = dict(d)
+    if d.get("delta") is not None:
+        out["delta"] = -d["delta"]
+    if d.get("ci"):
+        out["ci"] = [-d["ci"][1], -d["ci"][0]]
+    out["wins"], out["losses"] = d.get("losses"), d.get("wins")
+    out["a_value"], out["b_value"] = d.get("b_value"), d.get("a_value")
+    out["flipped"] = True
+    return out
+
+
+def item_names(project: Project) -> dict[str, str]:
+    """item hash -> how a gate names the item: the record's own ``id``, else its file:line."""
+    src = project.data_path("eval") or project.data_path("train")
+    name = src.name if src is not None else "eval"
+    return {item_hash(rec): item_name(rec, name) for rec in load_project_data(project).eval}
 
 
 def item_tags(project: Project) -> dict[str, list[str]]:
@@ -491,7 +559,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
             raise NothingToGate("the stored eval results have no tuned candidate: train first, or name the candidate "
                               f"to gate (have: {', '.join(sorted(views))})", file=store.path)
         candidate = tuned[0]
-    result = evaluate_gates(gates, views, candidate, baseline)
+    result = evaluate_gates(gates, views, candidate, baseline, names=item_names(project),
+                            file=str(project.project_file), line_of=project.key_line)
     if command is not None:
         run = store.start_run("gate", name=candidate, config={"gates": project.eval.gates, "baseline": baseline},
                               inputs_hash=summary.get("data", {}).get("hash"), command=command)

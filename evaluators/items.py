@@ -16,6 +16,7 @@ class EvalItem:
     line: int
     record: Record
     references: list[str]
+    name: str | None = None  # the record's own id, else file:line (:func:`item_name`; set by the eval)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -50,3 +51,11 @@ def duplicate_lines(records: Sequence[Record]) -> list[int]:
 def question(rec: Record) -> str:
     """The item's question as a judge reads it: every non-system message."""
     return "\n\n".join(m["content"] for m in rec.prompt if m["role"] != "system")
+
+
+def item_name(rec: Record, file: str) -> str:
+    """How gates and reports name an item: the record's own ``id`` field, else ``file:line``."""
+    rid = (rec.extra or {}).get("id")
+    if rid is not None and str(rid).strip():
+        return str(rid).strip()[:120]
+    return f"{file}:{rec.line}"

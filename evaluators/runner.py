@@ -20,12 +20,15 @@ from advisor.hashing import stable_hash
 from advisor.project import Project
 from advisor.store import Store
 from evaluators.backends.base import GenerationSettings
+from evaluators.baselines import trivial_baselines
 from evaluators.benchmarks import run_benchmarks
 from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM, forgetting, load_canary
 from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order, plan_candidates
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
-from evaluators.items import EvalItem, duplicate_lines, make_items
+from evaluators.honesty import honesty_warnings, mark_comparisons, run_honesty
+from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
+from evaluators.length import size_max_new_tokens
 from evaluators.options import EvalOptions
 from evaluators.results import summary_key
 from evaluators.strategies import Strategy, ZeroShot, make_strategy
@@ -67,9 +70,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         specs.sort(key=candidate_order)
         kind = detect_task_kind(list(data.train) + [it.record for it in items], project.root)
         metrics = _metrics(project, kind, items, specs, judge)
-        max_new = project.eval.max_new_tokens
-        if kind == "classification":
-            max_new = min(max_new, label_token_cap(items, data.train))
+        max_new, sizing = _max_new_tokens(project, items, kind, data.train)
         gen = GenerationSettings(max_new_tokens=max_new, temperature=opts.temperature, top_p=opts.top_p,
                                  seed=opts.seed)
         ev = Evaluator(project, store, settings=gen, use_cache=opts.use_cache, progress=opts.progress,
@@ -99,12 +100,16 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         ev.close()
         runs.sort(key=lambda r: candidate_order(r.spec))
         t0 = time.perf_counter()
+        for r in runs:
+            r.honesty = run_honesty(r, kind, gen.max_new_tokens, project.root)
+        baselines = trivial_baselines(items, data.train, metrics, project.root) if kind == "classification" else []
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
+        mark_comparisons(comparisons, runs, baselines)
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
+        ev.timing["metrics"] += time.perf_counter() - t0
         benchmarks = run_benchmarks(project, store, specs, tasks=opts.benchmarks, trust_remote_code=opts.trust_remote_code,
                                     use_cache=opts.use_cache, on_model=_bench_progress(console, opts.progress))
-        ev.timing["metrics"] += time.perf_counter() - t0
-        warnings += _metric_warnings(ev, runs, metrics)
+        warnings += _metric_warnings(ev, runs, metrics) + honesty_warnings(runs)
         data_hash = stable_hash([it.hash for it in items])
         total = time.perf_counter() - t_all
         result = {
@@ -117,7 +122,9 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
                      "train_items": len(data.train)},
             "settings": {**gen.key(), "batch_size": opts.batch_size, "retriever": opts.retriever,
                          "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k},
+            "max_new_tokens": sizing,
             "runs": [r.summary() for r in runs],
+            "baselines": baselines,
             "comparisons": comparisons,
             "canary": canary_block,
             "benchmarks": benchmarks,
@@ -151,7 +158,24 @@ def _eval_items(project: Project, data: ProjectData, max_items: int | None, warn
                         + " repeat earlier records")
     if not items:
         raise AdviseError("no eval item", file=src)
+    for it in items:
+        it.name = item_name(it.record, src.name if src is not None else "eval")
     return items
+
+
+def _max_new_tokens(project: Project, items: list[EvalItem], kind: str, train) -> tuple[int, dict]:
+    """(max_new_tokens, how it was chosen): eval.max_new_tokens when project.yaml sets it, else sized from
+    the eval references (:func:`evaluators.length.size_max_new_tokens`); a label never needs more than
+    :func:`~evaluators.task.label_token_cap`."""
+    if "max_new_tokens" in project.eval.model_fields_set:
+        sizing: dict[str, Any] = {"value": project.eval.max_new_tokens, "source": "project.yaml eval.max_new_tokens"}
+    else:
+        sizing = size_max_new_tokens(items, base_model_ref(project), project.root)
+    if kind == "classification":
+        cap = label_token_cap(items, train)
+        if cap < sizing["value"]:
+            sizing = {**sizing, "value": cap, "capped_by": "the longest label"}
+    return int(sizing["value"]), sizing
 
 
 def _metrics(project: Project, kind: str, items: list[EvalItem], specs: list[CandidateSpec], judge) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ class Prompt:
 
     messages: list[dict]
     meta: dict[str, Any] = field(default_factory=dict)
+    # the same prompt with one example or passage fewer (the least relevant), None when it has none:
+    # what :func:`evaluators.evaluator.fit_prompts` uses before a backend would cut the prompt
+    shrink: Callable[[], Prompt | None] | None = field(default=None, repr=False, compare=False)
 
 
 def _system_and_rest(rec: Record, instruction: str | None) -> tuple[list[dict], list[dict]]:
@@ -168,15 +171,19 @@ class FewShot(Strategy):
                 chars += size
                 if len(chosen) == self.k:
                     break
-            system, rest = _system_and_rest(rec, self.instruction)
-            shots: list[dict] = []
-            for j, _ in reversed(chosen):  # most similar last, next to the question
-                ex = self.pool[j]
-                shots += [dict(m) for m in ex.prompt if m["role"] != "system"]
-                shots.append({"role": "assistant", "content": ex.output})
-            meta = {"few_shot": [{"line": self.pool[j].line, "score": round(s, 4)} for j, s in chosen]}
-            out.append(Prompt(system + shots + rest, meta))
+            out.append(self._compose(rec, chosen))
         return out
+
+    def _compose(self, rec: Record, chosen: list[tuple[int, float]]) -> Prompt:
+        system, rest = _system_and_rest(rec, self.instruction)
+        shots: list[dict] = []
+        for j, _ in reversed(chosen):  # most similar last, next to the question
+            ex = self.pool[j]
+            shots += [dict(m) for m in ex.prompt if m["role"] != "system"]
+            shots.append({"role": "assistant", "content": ex.output})
+        meta = {"few_shot": [{"line": self.pool[j].line, "score": round(s, 4)} for j, s in chosen]}
+        return Prompt(system + shots + rest, meta,
+                      shrink=(lambda: self._compose(rec, chosen[:-1])) if chosen else None)
 
     def build(self, rec: Record) -> Prompt:
         return self.build_all([rec])[0]
@@ -270,20 +277,23 @@ class RAG(Strategy):
         self.prepare()
         out = []
         for rec, hits in zip(records, self._retrieve(records), strict=True):
-            system, rest = _system_and_rest(rec, self.instruction)
-            found = [self.passages[j] for j, _ in hits]
-            context = "\n\n".join(f"[{p.ref}]\n{p.text}" for p in found)
-            example = found[0].ref if found else "doc.md#0"
-            head = RAG_INSTRUCTION.format(example=example) + "\n\n" + context + "\n\nQuestion:\n"
-            rest = [dict(m) for m in rest]
-            users = [i for i, m in enumerate(rest) if m["role"] == "user"]
-            if users:
-                rest[users[-1]]["content"] = head + rest[users[-1]]["content"]
-            else:
-                rest.append({"role": "user", "content": head.rstrip()})
-            meta = {"retrieved": [{"ref": self.passages[j].ref, "score": round(s, 4)} for j, s in hits]}
-            out.append(Prompt(system + rest, meta))
+            out.append(self._compose(rec, hits))
         return out
+
+    def _compose(self, rec: Record, hits: list[tuple[int, float]]) -> Prompt:
+        system, rest = _system_and_rest(rec, self.instruction)
+        found = [self.passages[j] for j, _ in hits]
+        context = "\n\n".join(f"[{p.ref}]\n{p.text}" for p in found)
+        example = found[0].ref if found else "doc.md#0"
+        head = RAG_INSTRUCTION.format(example=example) + "\n\n" + context + "\n\nQuestion:\n"
+        rest = [dict(m) for m in rest]
+        users = [i for i, m in enumerate(rest) if m["role"] == "user"]
+        if users:
+            rest[users[-1]]["content"] = head + rest[users[-1]]["content"]
+        else:
+            rest.append({"role": "user", "content": head.rstrip()})
+        meta = {"retrieved": [{"ref": self.passages[j].ref, "score": round(s, 4)} for j, s in hits]}
+        return Prompt(system + rest, meta, shrink=(lambda: self._compose(rec, hits[:-1])) if hits else None)
 
     def build(self, rec: Record) -> Prompt:
         return self.build_all([rec])[0]

@@ -138,12 +138,14 @@ def test_regression_gate_on_a_corpus_level_metric_uses_the_stored_paired_bootstr
     assert r.exit_code == 0, r.output
     g = json.loads(r.stdout)["gates"][0]
     assert g["status"] == "pass" and g["observed"] == round(comp["delta"], 4) and g["test"] == comp["test"]
-    # the eval compared the endpoint against the base, not the other way round: said plainly, exit 2
+    # the eval compared the endpoint against the base, not the other way round: the gate reads that
+    # comparison flipped (the base is far worse than the oracle: it fails)
     with_gates(evaluated, {"macro_f1": {"no_regression": {"baseline": ORACLE, "margin": 0.02}}})
-    r = gate(evaluated, "--candidate", BASE)
-    assert r.exit_code == 2
-    assert (f"eval.gates.macro_f1.no_regression: macro_f1 is a corpus-level metric, compared only within one eval "
-            f"(paired bootstrap), and the stored eval has no comparison of {BASE} against {ORACLE}") in r.stderr
+    r = gate(evaluated, "--candidate", BASE, "--json")
+    assert r.exit_code == 1, r.output
+    g = json.loads(r.stdout)["gates"][0]
+    assert g["status"] == "fail" and g["observed"] == round(-comp["delta"], 4)
+    assert g["ci"] == [round(-comp["ci"][1], 4), round(-comp["ci"][0], 4)]
 
 
 def test_underpowered_gate_warns_but_passes(evaluated):

@@ -21,7 +21,9 @@ from advisor.project import load_project
 from advisor.tracking import require_mlflow, track_eval, tracking_uri
 from evaluators import options
 from evaluators.backends.openai import ENV_NAME
+from evaluators.baselines import baseline_text
 from evaluators.candidates import LOCAL_BACKENDS, make_judge
+from evaluators.length import length_notes
 from evaluators.options import EvalOptions
 from evaluators.runner import run_eval
 from evaluators.strategies import RETRIEVERS, STRATEGIES
@@ -63,6 +65,7 @@ def print_eval(result: dict, console=None) -> None:
     for m in others:
         t.add_column(m, justify="right")
     t.add_column("cached/new", justify="right")
+    t.add_column("flags", overflow="fold")
     for r in result["runs"]:
         cells = [plain(r["candidate"]), f"{r['items']}" + (f" ({r['errors']} failed)" if r["errors"] else "")]
         if primary:
@@ -70,13 +73,28 @@ def print_eval(result: dict, console=None) -> None:
             cells.append(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip())
         cells += [_fmt((r["metrics"].get(m) or {}).get("value")) for m in others]
         cells.append(f"{r['cached']}/{r['computed']}")
+        cells.append(plain("; ".join(run_flags(r)), "yellow"))
+        t.add_row(*cells)
+    for b in result.get("baselines") or []:  # what a model that learnt nothing scores
+        cells = [plain(b["candidate"], "dim"), plain(b["items"], "dim")]
+        if primary:
+            md = b["metrics"].get(primary) or {}
+            cells.append(plain(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip() if md else "-", "dim"))
+        cells += [plain(_fmt((b["metrics"].get(m) or {}).get("value")), "dim") for m in others]
+        cells += ["", plain(b.get("what", ""), "dim")]
         t.add_row(*cells)
     console.print(t)
+    sizing = result.get("max_new_tokens") or {}
+    if sizing.get("source") == "eval references":
+        console.print(plain(f"max_new_tokens {sizing['value']}: sized from the eval references (p{sizing['percentile']:g} "
+                            f"{sizing['reference_tokens']:g} tokens, counted with {sizing['counted_with']}); set "
+                            "eval.max_new_tokens in project.yaml to fix it", "dim"))
     if result["comparisons"]:
         c = Table(title=plain(f"paired comparisons on the items both answered: {primary} of b - a"))
         c.add_column("a -> b", overflow="fold")
-        for col in ("delta [95% CI]", "p", "W/L/T", "worse"):
+        for col in ("a", "b", "delta [95% CI]", "p", "W/L/T", "worse"):
             c.add_column(col, justify="right", no_wrap=True)
+        c.add_column("note", overflow="fold")
         for comp in result["comparisons"]:
             for m in [primary, "judge_pairwise"]:
                 md = comp["metrics"].get(m)
@@ -84,9 +102,14 @@ def print_eval(result: dict, console=None) -> None:
                     continue
                 wlt = "/".join(str(md.get(k)) for k in ("wins", "losses", "ties")) if md.get("wins") is not None else ""
                 label = f"{comp['a']} -> {comp['b']}" if m == primary else "  (judge_pairwise)"
-                c.add_row(plain(label), f"{_fmt(md.get('delta'))} {_ci(md.get('ci'))}", _p(md.get("p_value")), wlt,
-                          str(comp.get("regressions_total", "")) if m == primary else "")
+                note = comparison_note(comp) if m == primary else ""
+                c.add_row(plain(label), _fmt(md.get("a_value")), _fmt(md.get("b_value")),
+                          f"{_fmt(md.get('delta'))} {_ci(md.get('ci'))}", _p(md.get("p_value")), wlt,
+                          str(comp.get("regressions_total", "")) if m == primary else "", plain(note, "yellow"))
         console.print(c)
+        base_text = baseline_text(result.get("baselines"), primary)
+        if base_text:
+            console.print(plain(f"{primary} of a model that learnt nothing: {base_text}", "dim"))
     canary = result.get("canary")
     if canary and canary.get("runs"):
         k = Table(title=f"canary: forgetting check on {canary['items']} general questions")
@@ -138,6 +161,19 @@ def _print_benchmarks(console, block: dict | None) -> None:
         flag = "FORGETTING" if c.get("forgetting") else "no significant loss"
         console.print(plain(f"benchmark {c['task']} {c['a']} -> {c['b']}: {c['metric']} {_fmt(c.get('delta'))} "
                             f"{_ci(c.get('ci'))}, p {_p(c.get('p_value'))}, n={c['n']}: {flag}"))
+def run_flags(run: dict) -> list[str]:
+    """What to distrust in a run's score: one answer to nearly every item, answers or prompts cut."""
+    flag = (run.get("constant_output") or {}).get("text")
+    return ([flag] if flag else []) + length_notes(run.get("length"))
+
+
+def comparison_note(comp: dict) -> str:
+    """A comparison's warning: its b (or a) gives one answer to nearly every item."""
+    if comp.get("b_constant_output"):
+        return f"not a win: b {comp['b_constant_output']}"
+    if comp.get("a_constant_output"):
+        return f"a {comp['a_constant_output']}"
+    return ""
 
 
 def _opt(*decls: str, setting: str, **kw):

@@ -15,9 +15,37 @@ from advisor.errors import AdviseError
 from advisor.files import check_output_path, write_output
 from advisor.project import load_project
 from advisor.store import Store
+from evaluators.gate_output import junit_error, markdown, markdown_error
 from evaluators.gate_output import junit_xml as to_junit
-from evaluators.gate_output import markdown
 from evaluators.gates import check_project
+
+
+def _safe(path: Path | None, option: str) -> Path | None:
+    try:
+        check_output_path(path, option)
+    except AdviseError:
+        return None
+    return path
+
+
+def _write_error(e: AdviseError, suite: str, junit_xml: Path | None, summary_md: Path | None) -> None:
+    """On exit 2: one errored JUnit test case and a Markdown summary saying why (never a blank in CI);
+    an output that cannot be written is left (the error itself is what the user sees)."""
+    why = e.render()
+    for path, text, opt in ((junit_xml, junit_error(why, suite), "--junit-xml"),
+                            (summary_md, markdown_error(why, suite), "--summary-md")):
+        if path is not None:
+            try:
+                write_output(path, text, opt)
+            except (AdviseError, OSError):
+                pass
+    gh = os.environ.get("GITHUB_STEP_SUMMARY")
+    if gh:
+        try:
+            with open(gh, "a", encoding="utf-8") as fh:
+                fh.write(markdown_error(why, suite))
+        except OSError:
+            pass
 
 
 @click.command("gate")
@@ -43,14 +71,24 @@ def gate_cmd(project_dir: Path, candidate: str | None, baseline: str | None, run
 
     check_output_path(junit_xml, "--junit-xml", force=True)  # a path that can never be written: before loading
     check_output_path(summary_md, "--summary-md", force=True)
-    project = load_project(project_dir)
+    try:
+        project = load_project(project_dir)
+    except AdviseError as e:  # not knowing the project's inputs: only a new file or one advise wrote, even with --force
+        _write_error(e, Path(project_dir).resolve().name or "project", _safe(junit_xml, "--junit-xml"),
+                     _safe(summary_md, "--summary-md"))
+        raise
     check_output_path(junit_xml, "--junit-xml", project=project, force=force)
     check_output_path(summary_md, "--summary-md", project=project, force=force)
-    if not project.store_dir.joinpath("store.sqlite").is_file() and not run_eval_first:
-        raise AdviseError("no run store: run advise eval first, or advise gate --eval", file=project.store_dir)
-    with Store.for_project(project) as store:
-        result = check_project(project, store, candidate=candidate, baseline=baseline, evaluate_first=run_eval_first,
-                               progress=sys.stderr.isatty(), command=" ".join(sys.argv))
+    try:
+        if not project.store_dir.joinpath("store.sqlite").is_file() and not run_eval_first:
+            raise AdviseError("no run store: run advise eval first, or advise gate --eval", file=project.store_dir)
+        with Store.for_project(project) as store:
+            result = check_project(project, store, candidate=candidate, baseline=baseline,
+                                   evaluate_first=run_eval_first, progress=sys.stderr.isatty(),
+                                   command=" ".join(sys.argv))
+    except AdviseError as e:  # exit 2: CI still gets a test case and a summary saying why
+        _write_error(e, project.name, junit_xml, summary_md)
+        raise
 
     suite = project.name
     if junit_xml:

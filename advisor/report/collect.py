@@ -12,6 +12,7 @@ from advisor.report.decision import decide
 from advisor.store import Store
 from advisor.versions import versions
 from evaluators.gates import NothingToGate, check_project
+from evaluators.length import length_notes
 from evaluators.results import stored_results
 
 
@@ -44,6 +45,21 @@ def _canary(ev: dict) -> dict | None:
         return None
     out = {r["candidate"]: r["metrics"][metric] for r in block.get("runs") or [] if r["metrics"].get(metric)}
     return out or None
+
+
+def _honesty(ev: dict) -> dict | None:
+    """What keeps the results from flattering (templates/eval_honesty.html.jinja): per candidate its
+    constant-output flag, the answers and prompts the limits cut, its confusion matrix; the baselines."""
+    runs = []
+    for r in ev.get("runs") or []:
+        flags = [f for f in [((r.get("constant_output") or {}).get("text"))] if f]
+        runs.append({"candidate": r["candidate"], "flags": flags, "notes": length_notes(r.get("length")),
+                     "confusion": r.get("confusion")})
+    baselines = [{"candidate": b["candidate"], "what": b.get("what", "")} for b in ev.get("baselines") or []]
+    sizing = ev.get("max_new_tokens") or {}
+    if not baselines and not any(x["flags"] or x["notes"] or x["confusion"] for x in runs):
+        return None
+    return {"runs": runs, "baselines": baselines, "max_new_tokens": sizing}
 
 
 def _gate(project: Project, store: Store, ev: dict) -> dict | None:
@@ -95,8 +111,10 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         train["estimate_method"] = estimate_row(method)
     eval_block = None
     if ev:
-        eval_block = {"runs": ev.get("runs") or [], "comparisons": ev.get("comparisons") or [], "worse": _worse(ev),
-                      "canary": _canary(ev), "benchmarks": ev.get("benchmarks") or None}
+        # the trivial baselines are rows of the results table, clearly named baseline:majority/random
+        eval_block = {"runs": (ev.get("runs") or []) + (ev.get("baselines") or []),
+                      "comparisons": ev.get("comparisons") or [], "worse": _worse(ev), "canary": _canary(ev),
+                      "honesty": _honesty(ev), "benchmarks": ev.get("benchmarks") or None}
     repro = {
         "project.yaml": project.project_file.read_text(encoding="utf-8") if project.project_file.is_file() else "",
         "data": json.dumps({k: (assessment or {}).get("data", {}).get(k, {}) and {

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 
 from advisor.data.dataset import load_project_data
 from advisor.project import Project
 from advisor.rubric import load_rubric, value
 from advisor.store import Store
 from evaluators import stats
+from evaluators.constant import constant_output as one_answer
 from evaluators.metrics import get_metric
 from evaluators.runner import make_items
 
@@ -100,25 +100,6 @@ def _pair(ev: dict, m: str, hib: bool) -> tuple[dict, dict, dict] | None:
 def _per_item(store: Store, run: dict) -> list[dict]:
     got = store.get_run(run["run_id"]) if run.get("run_id") else None
     return ((got or {}).get("result") or {}).get("per_item") or []
-
-
-def _norm(text) -> str:
-    return " ".join(str(text or "").split()).lower()
-
-
-def one_answer(outputs: list[str | None], references: list[str], share: float, margin: float) -> dict | None:
-    """The candidate's most common answer when it covers ``share`` of the answered items and the
-    references are not (nearly) as concentrated; else None."""
-    got = [_norm(o) for o in outputs if o is not None]
-    if len(got) < 5:
-        return None
-    answer, count = Counter(got).most_common(1)[0]
-    top = count / len(got)
-    refs = [_norm(r) for r in references if r is not None]
-    ref_top = Counter(refs).most_common(1)[0][1] / len(refs) if refs else 0.0
-    if top >= share and top > ref_top + margin:
-        return {"answer": answer[:80], "share": top, "items": len(got), "reference_share": ref_top}
-    return None
 
 
 def _cut(text, limit: int = MAX_TEXT) -> str:

@@ -65,6 +65,11 @@ class Backend:
     def generate(self, prompts: Sequence[list[dict]], settings: GenerationSettings) -> list[Generation]:
         raise NotImplementedError
 
+    def overflow(self, messages: list[dict], room: int) -> int | None:
+        """Tokens by which ``messages`` exceed the context with ``room`` tokens left to answer in (<= 0:
+        it fits); None when the backend cannot tell (an endpoint)."""
+        return None
+
     def loglik(self, prompts: Sequence[list[dict]], targets: Sequence[str]) -> list[tuple[float | None, int]]:
         raise NotImplementedError(f"the {self.kind} backend cannot score references")
 

@@ -321,8 +321,10 @@ class OpenAIBackend(Backend):
         with self._lock:
             self.successes += 1
         usage = data.get("usage") or {}
-        return Generation(str(text).strip(), n_tokens=usage.get("completion_tokens"), seconds=seconds,
-                          extra={"finish_reason": choice.get("finish_reason")} if choice.get("finish_reason") else {})
+        extra = {"finish_reason": choice.get("finish_reason")} if choice.get("finish_reason") else {}
+        if choice.get("finish_reason") == "length":  # stopped by max_tokens: the answer may be cut
+            extra["hit_limit"] = True
+        return Generation(str(text).strip(), n_tokens=usage.get("completion_tokens"), seconds=seconds, extra=extra)
 
     def generate(self, prompts: Sequence[list[dict]], settings: GenerationSettings) -> list[Generation]:
         if not prompts:

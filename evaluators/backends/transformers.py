@@ -240,12 +240,33 @@ class TransformersBackend(Backend):
         text, templated = render_prompt(self.tokenizer, messages)
         return self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
-    def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
-        """Keep the end of a prompt that is longer than the context minus ``room`` tokens."""
+    def _fit(self, ids: list[int], room: int, head: int = 0) -> tuple[list[int], bool]:
+        """A prompt longer than the context minus ``room`` tokens, cut in the middle: its first ``head``
+        tokens (the system instruction, at most half the limit) and its end (the item) are kept."""
         limit = max(8, self.context - room)
         if len(ids) <= limit:
             return ids, False
-        return ids[-limit:], True
+        head = max(0, min(head, limit // 2))
+        return ids[:head] + ids[len(ids) - (limit - head):], True
+
+    def overflow(self, messages: list[dict], room: int) -> int | None:
+        return len(self.encode_prompt(messages)) - max(8, self.context - room)
+
+    def _system_tokens(self, messages: list[dict]) -> int:
+        """Tokens of the prompt's opening system messages as the template renders them (0 if none)."""
+        system = []
+        for m in messages:
+            if m["role"] != "system":
+                break
+            system.append(m)
+        if not system:
+            return 0
+        try:
+            text, templated = render_prompt(self.tokenizer, system)
+            ids = self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
+        except Exception:  # noqa: BLE001 - a template that needs a user turn: keep the end only
+            return 0
+        return max(0, len(ids) - 4)  # without the generation prompt's few tokens
 
     def _left_pad(self, rows: list[list[int]]):
         import torch
@@ -267,7 +288,9 @@ class TransformersBackend(Backend):
         encoded: list[tuple[int, list[int], bool]] = []
         for i, msgs in enumerate(prompts):
             try:
-                ids, cut = self._fit(self.encode_prompt(msgs), settings.max_new_tokens)
+                ids = self.encode_prompt(msgs)
+                head = self._system_tokens(msgs) if len(ids) > self.context - settings.max_new_tokens else 0
+                ids, cut = self._fit(ids, settings.max_new_tokens, head)
                 encoded.append((i, ids, cut))
             except AdviseError:
                 raise
@@ -311,9 +334,14 @@ class TransformersBackend(Backend):
                     if t in self.eos_ids:
                         n = j
                         break
+                # stopped by max_new_tokens, not by an end of sequence: the answer may be cut
+                hit = n == len(toks) and len(toks) >= settings.max_new_tokens
                 toks = [t for t in toks[:n] if t != self.pad_id]
                 text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
-                out[i] = Generation(text, n_tokens=len(toks), seconds=dt, extra={"truncated": True} if cut else {})
+                extra = {"truncated": True} if cut else {}
+                if hit:
+                    extra["hit_limit"] = True
+                out[i] = Generation(text, n_tokens=len(toks), seconds=dt, extra=extra)
         return [g if g is not None else Generation(None, error="not generated") for g in out]
 
     # -- log-likelihood --------------------------------------------------------------------------

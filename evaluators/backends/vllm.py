@@ -59,5 +59,6 @@ class VLLMBackend(Backend):
         dt = (time.perf_counter() - t0) / max(1, len(prompts))
         self.calls["generate"] += 1
         self.calls["items"] += len(prompts)
-        return [Generation(r.outputs[0].text.strip(), n_tokens=len(r.outputs[0].token_ids), seconds=dt)
+        return [Generation(r.outputs[0].text.strip(), n_tokens=len(r.outputs[0].token_ids), seconds=dt,
+                           extra={"hit_limit": True} if getattr(r.outputs[0], "finish_reason", None) == "length" else {})
                 for r in results]
