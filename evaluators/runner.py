@@ -18,14 +18,18 @@ from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
 from advisor.project import Project
 from advisor.store import Store
+from evaluators import stats
 from evaluators.backends.base import GenerationSettings
 from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM, forgetting, load_canary
 from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order, plan_candidates
+from evaluators.clusters import cluster_block
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
 from evaluators.items import EvalItem, duplicate_lines, make_items
 from evaluators.options import EvalOptions
+from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
+from evaluators.slices import slice_block
 from evaluators.strategies import Strategy, ZeroShot, make_strategy
 from evaluators.task import choose_metrics, detect_task_kind, headline_metric, label_token_cap
 
@@ -35,14 +39,17 @@ LOCAL_GENERATIVE = ("transformers", "vllm")  # backends that answer the canary (
 
 
 def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None, on_batch: BatchHook | None = None,
-             store: Store | None = None, console=None, **settings: Any) -> dict[str, Any]:
+             store: Store | None = None, console=None, predictions: list[tuple[str, str]] | None = None,
+             **settings: Any) -> dict[str, Any]:
     """Evaluate the project's candidates on its held-out items; returns the ``advise eval --json`` object.
 
     ``options``: the settings (:class:`~evaluators.options.EvalOptions`); keyword ``settings`` (its field
     names, e.g. ``candidates=["tuned:*"], canary=None``) override them. ``judge``: a
     :class:`~evaluators.judge.Judge` (:func:`evaluators.candidates.make_judge`) adds ``judge_score`` to
     every run and ``judge_pairwise`` to every comparison. ``on_batch(candidate, batches, items)`` is
-    called after each batch is written to the cache (tests interrupt runs with it).
+    called after each batch is written to the cache (tests interrupt runs with it). ``predictions``:
+    ``(name, file)`` pairs of answers produced elsewhere, scored as candidates ``external:<name>``
+    (:mod:`evaluators.predictions`).
     """
     opts = options or EvalOptions()
     if settings:
@@ -58,9 +65,13 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         items = _eval_items(project, data, opts.max_items, warnings)
         docs_dir = project.data_path("docs")
         has_docs = docs_dir is not None and docs_dir.is_dir() and any(p.is_file() for p in docs_dir.rglob("*"))
-        specs = plan_candidates(project, store, strategies=opts.strategies, names=opts.candidates,
-                                endpoint=opts.endpoint_config(), has_docs=has_docs, has_train=bool(data.train),
-                                warnings=warnings, local_backend=opts.local_backend)
+        external = _external(predictions)
+        if external and not opts.candidates and not opts.endpoint and not base_model_ref(project):
+            specs = []  # only the answers produced elsewhere
+        else:
+            specs = plan_candidates(project, store, strategies=opts.strategies, names=opts.candidates,
+                                    endpoint=opts.endpoint_config(), has_docs=has_docs, has_train=bool(data.train),
+                                    warnings=warnings, local_backend=opts.local_backend)
         specs.sort(key=candidate_order)
         kind = detect_task_kind(list(data.train) + [it.record for it in items], project.root)
         metrics = _metrics(project, kind, items, specs, judge)
@@ -90,6 +101,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         try:
             runs, canary_runs = _run_all(project, ev, specs, items, metrics, strategy_for, canary_items, canary_gen,
                                          opts.local_backend)
+            runs += [score_predictions(ev, store, p, items, metrics, warnings) for p in external]
         except BaseException:
             ev.close(failed=True)
             raise
@@ -97,6 +109,12 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         runs.sort(key=lambda r: candidate_order(r.spec))
         t0 = time.perf_counter()
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
+        primary = _primary(project, metrics)
+        multiplicity = stats.adjust_comparisons(comparisons, primary, declared=bool(project.eval.primary_metric))
+        run_summaries = [r.summary() for r in runs]
+        clusters = cluster_block(project.eval.cluster_field, runs, items, run_summaries, comparisons)
+        warnings += _cluster_warnings(project, clusters)
+        slices = slice_block(runs, items, primary if runs and primary in runs[0].scores else headline_metric(metrics), kind)
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
         ev.timing["metrics"] += time.perf_counter() - t0
         warnings += _metric_warnings(ev, runs, metrics)
@@ -105,15 +123,18 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         result = {
             "project": project.name,
             "task_kind": kind,
-            "primary_metric": headline_metric(metrics),
+            "primary_metric": primary,
             "metrics": metrics,
             "items": len(items),
             "data": {"eval_source": data.eval_source, "eval_items": len(items), "hash": data_hash,
                      "train_items": len(data.train)},
             "settings": {**gen.key(), "batch_size": opts.batch_size, "retriever": opts.retriever,
                          "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k},
-            "runs": [r.summary() for r in runs],
+            "runs": run_summaries,
             "comparisons": comparisons,
+            "multiplicity": multiplicity,
+            "clusters": clusters,
+            "slices": slices,
             "canary": canary_block,
             "warnings": warnings,
             "seconds": {"total": round(total, 3), **{k: round(v, 3) for k, v in ev.timing.items()}},
@@ -130,6 +151,39 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
     finally:
         if own_store:
             store.close()
+
+
+def _external(predictions: list[tuple[str, str]] | None) -> list:
+    """The predictions files read (a bad line is an error before any model loads), each name once."""
+    out = [read_predictions(path, name) for name, path in predictions or []]
+    names = [p.name for p in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise AdviseError(f"--name {dup[0]} is given to more than one predictions file")
+    return out
+
+
+def _primary(project: Project, metrics: list[str]) -> str | None:
+    """The declared primary metric (eval.primary_metric, one of the metrics computed), else the headline."""
+    declared = project.eval.primary_metric
+    if declared is None:
+        return headline_metric(metrics)
+    if declared not in metrics:
+        raise AdviseError(f"eval.primary_metric: {declared} is not among the metrics computed ({', '.join(metrics)}); "
+                          "add it to eval.metrics", file=project.project_file,
+                          line=project.key_line("eval", "primary_metric"))
+    return declared
+
+
+def _cluster_warnings(project: Project, clusters: dict | None) -> list[str]:
+    if not clusters or not clusters["missing"]:
+        return []
+    if clusters["missing"] == clusters["items"]:
+        raise AdviseError(f"eval.cluster_field: no eval record has the field {clusters['field']!r} (a top-level key "
+                          "of the record, or a dotted path such as metadata.doc_id)", file=project.project_file,
+                          line=project.key_line("eval", "cluster_field"))
+    return [f"{clusters['missing']} of {clusters['items']} eval items have no {clusters['field']}: each is a cluster "
+            "of its own"]
 
 
 def _eval_items(project: Project, data: ProjectData, max_items: int | None, warnings: list[str]) -> list[EvalItem]:
