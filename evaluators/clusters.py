@@ -39,7 +39,8 @@ def cluster_block(field: str | None, runs: list[CandidateRun], items: list[EvalI
         for m, entry in summary["metrics"].items():
             if m in run.scores:
                 c = stats.clustered_mean_ci(run.scores[m], keys)
-                entry["clustered"] = {k: c[k] for k in ("se", "ci", "clusters", "n")}
+                if c["n"]:
+                    entry["clustered"] = {k: c[k] for k in ("se", "ci", "clusters", "n")}
     for comp in comparisons:
         a, b = by_name.get(comp["a"]), by_name.get(comp["b"])
         if a is None or b is None:
@@ -49,6 +50,7 @@ def cluster_block(field: str | None, runs: list[CandidateRun], items: list[EvalI
             if m in a.scores and m in b.scores:
                 c = stats.clustered_paired([a.scores[m][i] for i in common], [b.scores[m][i] for i in common],
                                            [keys[i] for i in common])
-                entry["clustered"] = {k: c[k] for k in ("se", "ci", "p_value", "clusters", "n")}
+                if c["n"]:
+                    entry["clustered"] = {k: c[k] for k in ("se", "ci", "p_value", "clusters", "n")}
     return {"field": field, "clusters": len(set(cluster_codes(keys).tolist())), "items": len(items),
             "missing": missing, "method": "cluster_robust_miller2024"}

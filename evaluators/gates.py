@@ -32,13 +32,14 @@ from evaluators.items import make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
-from evaluators.stats import compare, is_binary, min_detectable_effect
+from evaluators.stats import compare, holm, is_binary, min_detectable_effect
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
 _OPS = {">=": lambda x, t: x >= t, ">": lambda x, t: x > t, "<=": lambda x, t: x <= t, "<": lambda x, t: x < t}
 _EXPR = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
 DEFAULT_MARGIN = 0.0
 DEFAULT_BASELINE = "base:zero-shot"
+ALPHA = 0.05  # the family-wise error rate Holm's adjustment keeps across a gate's paired tests
 
 
 class NothingToGate(AdviseError):
@@ -265,10 +266,33 @@ def _corpus_regression(g: Gate, metric: str, base: RunView, cand: RunView, hib: 
     return out
 
 
+def adjust_gate_tests(results: list[dict], primary: str | None) -> dict:
+    """Holm's adjustment across the paired tests of the regression and canary gates (changed in place):
+    the primary metric's keep their plain test; every other carries ``p_holm``, and a failure that is no
+    longer significant after the adjustment (``p_holm >= ALPHA``) becomes a warning. Returns
+    ``{"tests", "family", "primary_metric", "method"}`` (what the gate says about its comparisons)."""
+    tested = [r for r in results if r["kind"] in ("regression", "canary") and r.get("p_value") is not None]
+    family = [r for r in tested if r["kind"] == "canary" or r.get("metric") != primary]
+    for r in tested:
+        if r not in family:
+            r.update(p_holm=r["p_value"], adjusted=False)
+    for r, h in zip(family, holm([r["p_value"] for r in family]), strict=True):
+        r.update(p_holm=h, adjusted=True)
+        r["message"] += f"; Holm-adjusted p={h:.3g} over {len(family)} tests"
+        if r["status"] == FAIL and h >= ALPHA:
+            r["status"] = WARN
+            r["warning"] = (f"{r['gate']}: significantly worse before adjusting for the {len(family)} tests of "
+                            f"metrics other than the primary ({primary}) (p={r['p_value']:.3g}), not after "
+                            f"(Holm p={h:.3g} >= {ALPHA}): not failed; declare it eval.primary_metric to test it plainly")
+    return {"tests": len(tested), "family": len(family), "primary_metric": primary, "method": "holm", "alpha": ALPHA}
+
+
 def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
-                   baseline: str | None = None) -> dict:
+                   baseline: str | None = None, *, primary: str | None = None) -> dict:
     """Check every gate against stored runs. ``candidate`` is gated; ``baseline`` is the default
-    reference of regression, canary and item gates. Returns the result document (``status`` pass/fail)."""
+    reference of regression, canary and item gates; ``primary``: the primary metric, whose paired tests
+    are not adjusted for multiplicity (the others are, by Holm). Returns the result document
+    (``status`` pass/fail)."""
     if candidate not in runs:
         raise AdviseError(f"no stored eval results for candidate '{candidate}' (have: {', '.join(sorted(runs)) or 'none'}); "
                           "run advise eval")
@@ -313,6 +337,7 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
                      message=(f"{len(worse)} of {len(tagged)} items tagged '{g.tag}' got worse on {metric} than under {bname}"
                               if tagged else f"no item is tagged '{g.tag}': this rule checked nothing"))
         results.append(r)
+    multiplicity = adjust_gate_tests(results, primary)
     failed = [r for r in results if r["status"] == FAIL]
     return {
         "status": FAIL if failed else PASS,
@@ -323,6 +348,7 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
         "gates": results,
         "failed": len(failed),
         "warnings": [r.get("warning") or r["message"] for r in results if r["status"] == WARN],
+        "multiplicity": multiplicity,
     }
 
 
@@ -432,7 +458,7 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
             raise NothingToGate("the stored eval results have no tuned candidate: train first, or name the candidate "
                               f"to gate (have: {', '.join(sorted(views))})", file=store.path)
         candidate = tuned[0]
-    result = evaluate_gates(gates, views, candidate, baseline)
+    result = evaluate_gates(gates, views, candidate, baseline, primary=summary.get("primary_metric"))
     if command is not None:
         run = store.start_run("gate", name=candidate, config={"gates": project.eval.gates, "baseline": baseline},
                               inputs_hash=summary.get("data", {}).get("hash"), command=command)

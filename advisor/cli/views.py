@@ -216,6 +216,10 @@ def print_gate_table(result: dict, suite: str, console=None) -> None:
         t.add_row(plain(r["gate"]), Text(r["status"].upper(), style=style[r["status"]]),
                   "" if obs is None else plain(obs), plain(r["message"]))
     con.print(t)
+    mult = result.get("multiplicity") or {}
+    if mult.get("tests"):
+        con.print(plain(f"{mult['tests']} paired comparison(s) in these gates: {mult['tests'] - mult['family']} on the "
+                        f"primary metric {mult.get('primary_metric')} (plain test), {mult['family']} Holm-adjusted"))
     con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
                    style=style[result["status"]]))
 
