@@ -26,6 +26,7 @@ from evaluators.clusters import cluster_block
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
 from evaluators.items import EvalItem, duplicate_lines, make_items
+from evaluators.metrics import get_metric
 from evaluators.options import EvalOptions
 from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
@@ -114,7 +115,9 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         run_summaries = [r.summary() for r in runs]
         clusters = cluster_block(project.eval.cluster_field, runs, items, run_summaries, comparisons)
         warnings += _cluster_warnings(project, clusters)
-        slices = slice_block(runs, items, primary if runs and primary in runs[0].scores else headline_metric(metrics), kind)
+        slices = slice_block(runs, items, primary if primary not in (None, "judge_pairwise") and get_metric(primary).per_item
+                             else headline_metric(metrics),
+                             kind)
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
         ev.timing["metrics"] += time.perf_counter() - t0
         warnings += _metric_warnings(ev, runs, metrics)

@@ -132,3 +132,182 @@ def test_clustered_paired_difference():
     assert r["p_value"] == pytest.approx(2 * (1 - NormalDist().cdf(abs(d.mean()) / se)))
     same = clustered_paired(a, a, cl)
     assert same["delta"] == 0 and same["p_value"] == 1.0 and same["ci"] == [0.0, 0.0]
+
+
+# ------------------------------------------------------------------------ end to end through the CLI
+
+import json  # noqa: E402
+from collections import defaultdict  # noqa: E402
+
+import eval_fixtures as fx  # noqa: E402
+import yaml  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from eval_fixtures import copy_project  # noqa: E402
+
+from advisor.cli.main import main  # noqa: E402
+from advisor.project import load_project  # noqa: E402
+from advisor.store import Store  # noqa: E402
+from evaluators.gates import RunView, evaluate_gates, parse_gates  # noqa: E402
+
+tiny_model_dir = fx.tiny_model_dir
+ITEMS = 30
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [*map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory, tiny_model_dir):
+    """The ticket project with 30 eval items in 10 documents (metadata.doc_id), tagged by message length,
+    eval.primary_metric: macro_f1 and two regression gates; evaluated with the tiny base model and
+    answers produced elsewhere (right on most items)."""
+    tmp = tmp_path_factory.mktemp("clustered")
+    root = copy_project(tmp / "ticket", tiny_model_dir, max_items=ITEMS, cluster_field="metadata.doc_id",
+                        primary_metric="macro_f1",
+                        gates={"accuracy": {"no_regression": {"baseline": "base:zero-shot"}},
+                               "macro_f1": {"no_regression": {"baseline": "base:zero-shot"}}})
+    recs = [json.loads(x) for x in (root / "data" / "eval.jsonl").read_text().splitlines()]
+    for i, r in enumerate(recs):
+        r["id"] = f"q{i}"
+        r["metadata"] = {"doc_id": f"doc{i // 3}"}
+        r["tags"] = ["short" if len(r["messages"][1]["content"]) < 45 else "long"]
+    (root / "data" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = [{"id": r["id"], "output": r["messages"][-1]["content"] if (i // 3) % 4 else "card_arrival"}
+            for i, r in enumerate(recs[:ITEMS])]
+    preds = tmp / "answers.jsonl"
+    preds.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    args = ("eval", root, "--candidate", "base:zero-shot", "--canary", "none", "--no-progress",
+            "--predictions", preds, "--name", "sys")
+    r = invoke(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    table = invoke(*args)  # cached: no model call
+    assert table.exit_code == 0, table.stderr
+    res = json.loads(r.stdout)
+    with Store.for_project(load_project(root)) as store:
+        per_item = {x["candidate"]: store.get_run(x["run_id"])["result"]["per_item"] for x in res["runs"]}
+    return root, res, table.stdout, per_item, recs
+
+
+def test_eval_counts_comparisons_and_adjusts_all_but_the_declared_primary(clustered):
+    _, res, out, _, _ = clustered
+    mult = res["multiplicity"]
+    assert res["primary_metric"] == "macro_f1" and mult["declared"] is True
+    entries = [(c["a"], c["b"], m, d) for c in res["comparisons"] for m, d in c["metrics"].items()
+               if d.get("p_value") is not None]
+    assert mult["tests"] == len(entries) >= 4 and mult["primary_tests"] == 1
+    family = [d for _, _, m, d in entries if m != "macro_f1"]
+    assert mult["family"] == len(family)
+    raw = [d["p_value"] for d in family]
+    np.testing.assert_allclose([d["p_holm"] for d in family], multitest.multipletests(raw, method="holm")[1])
+    np.testing.assert_allclose([d["p_bh"] for d in family], multitest.multipletests(raw, method="fdr_bh")[1])
+    prim = next(d for _, _, m, d in entries if m == "macro_f1")
+    assert prim["adjusted"] is False and prim["p_holm"] == prim["p_value"]
+    assert f"{mult['tests']} paired tests: macro_f1 (declared in eval.primary_metric)" in " ".join(out.split())
+
+
+def test_clustered_intervals_match_a_direct_computation(clustered):
+    _, res, out, per_item, recs = clustered
+    cl = res["clusters"]
+    assert cl == {"field": "metadata.doc_id", "clusters": 10, "items": ITEMS, "missing": 0,
+                  "method": "cluster_robust_miller2024"}
+    doc = {i + 1: r["metadata"]["doc_id"] for i, r in enumerate(recs)}  # eval line -> document
+    z = 1.959963984540054
+    for run in res["runs"]:
+        rows = [x for x in per_item[run["candidate"]] if x["scores"].get("accuracy") is not None]
+        s = [x["scores"]["accuracy"] for x in rows]
+        se = _miller_direct(s, [doc[x["line"]] for x in rows])
+        c = run["metrics"]["accuracy"]["clustered"]
+        assert c["se"] == pytest.approx(se, rel=1e-9, abs=1e-12) and c["n"] == len(s)
+        assert c["ci"] == pytest.approx([np.mean(s) - z * se, np.mean(s) + z * se])
+    comp = next(c for c in res["comparisons"] if c["b"] == "external:sys")
+    a = {x["line"]: x["scores"]["accuracy"] for x in per_item[comp["a"]]}
+    b = {x["line"]: x["scores"]["accuracy"] for x in per_item[comp["b"]]}
+    lines = [n for n in a if a[n] is not None and b.get(n) is not None]
+    d = [b[n] - a[n] for n in lines]
+    c = comp["metrics"]["accuracy"]["clustered"]
+    assert c["se"] == pytest.approx(_miller_direct(d, [doc[n] for n in lines]), rel=1e-9)
+    assert c["clusters"] == 10 and comp["metrics"]["accuracy"]["delta"] == pytest.approx(np.mean(d))
+    assert "clustered by metadata.doc_id, 10 clusters of 30 items" in " ".join(out.split())
+
+
+def test_slices_per_label_and_tag_match_the_stored_scores(clustered):
+    _, res, out, per_item, recs = clustered
+    sl = res["slices"]
+    assert sl["metric"] == "accuracy" and sl["kinds"] == ["label", "tag"]
+    for name, rows in sl["candidates"].items():
+        groups = defaultdict(list)
+        for x in per_item[name]:
+            rec = recs[x["line"] - 1]
+            if x["scores"].get("accuracy") is None:
+                continue
+            groups[("label", rec["messages"][-1]["content"])].append(x["scores"]["accuracy"])
+            groups[("tag", rec["tags"][0])].append(x["scores"]["accuracy"])
+        assert {(r["kind"], r["name"]) for r in rows} == set(groups)
+        for r in rows:
+            vals = groups[(r["kind"], r["name"])]
+            assert r["n"] == len(vals) and r["value"] == pytest.approx(np.mean(vals))
+            assert r["ci"][0] <= r["value"] <= r["ci"][1]
+        worst = sl["worst"][name]
+        eligible = sorted(r["value"] for r in rows if r["n"] >= sl["min_items"])
+        assert [w["value"] for w in worst] == eligible[:len(worst)] and len(worst) == min(3, len(eligible))
+    ext_worst = sl["worst"]["external:sys"][0]
+    assert f"{ext_worst['kind']} {ext_worst['name']} {ext_worst['value']:.3f}" in " ".join(out.split())
+
+
+def test_report_shows_comparisons_clusters_and_slices_and_the_gate_counts_its_tests(clustered):
+    root, res, _, _, _ = clustered
+    g = invoke("gate", root, "--candidate", "external:sys", "--json")
+    assert g.exit_code in (0, 1), g.stderr
+    gres = json.loads(g.stdout)
+    assert gres["multiplicity"]["tests"] == 2 and gres["multiplicity"]["family"] == 1
+    acc = next(x for x in gres["gates"] if x["metric"] == "accuracy")
+    f1 = next(x for x in gres["gates"] if x["metric"] == "macro_f1")
+    assert acc["adjusted"] is True and acc["p_holm"] == pytest.approx(acc["p_value"])  # a family of one
+    assert f1["adjusted"] is False and "Holm" not in f1["message"]
+    rep = invoke("report", root)
+    assert rep.exit_code == 0, rep.stderr
+    html = (root / ".advise" / "report.html").read_text()
+    assert "Many comparisons" in html and f"{res['multiplicity']['tests']} paired tests were made" in html
+    assert "Clustered by metadata.doc_id, 10 clusters" in html
+    assert "Slices: accuracy per label and per tag" in html
+    # the report gates the newest tuned candidate (none here): the gate of external:sys rendered directly
+    from advisor.report.collect import collect
+    from advisor.report.render import render_report
+
+    with Store.for_project(load_project(root)) as store:
+        data = collect(load_project(root), store)
+    html = render_report({**data, "gate": gres})
+    assert "The gates below make 2 paired comparison(s): 1 on the primary metric <code>macro_f1</code>" in html
+
+
+def test_bad_primary_metric_or_cluster_field_is_exit_2_with_the_yaml_line(tmp_path, tiny_model_dir):
+    for key, value, why in (("primary_metric", "rouge_l", "eval.primary_metric: rouge_l is not among the metrics"),
+                            ("cluster_field", "doc_id", "eval.cluster_field: no eval record has the field 'doc_id'")):
+        root = copy_project(tmp_path / key, tiny_model_dir, max_items=6, **{key: value})
+        r = invoke("eval", root, "--candidate", "base:zero-shot", "--canary", "none", "--no-progress")
+        assert r.exit_code == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        text = (root / "project.yaml").read_text().splitlines()
+        n = next(i for i, t in enumerate(text, 1) if t.strip().startswith(f"{key}:"))
+        assert len(lines) == 1 and f"project.yaml:{n}" in lines[0] and why in lines[0], r.stderr
+        assert yaml.safe_load("\n".join(text))["eval"][key] == value
+
+
+def test_a_regression_significant_only_before_holm_warns_instead_of_failing():
+    n = 40
+    base = [1.0] * 30 + [0.0] * 10
+    cand = [0.0] * 10 + [1.0] * 20 + [1.0, 1.0] + [0.0] * 8  # 10 items lost, 2 won: McNemar p = 0.039
+    ids = [f"i{i}" for i in range(n)]
+    views = {"base:zero-shot": RunView("base:zero-shot", n, {}, ids, {"accuracy": base, "exact_match": base}),
+             "tuned:x": RunView("tuned:x", n, {}, ids, {"accuracy": cand, "exact_match": cand})}
+    gates = parse_gates({"accuracy": {"no_regression": {"margin": 0}}, "exact_match": {"no_regression": {"margin": 0}}})
+    plain = evaluate_gates(gates, views, "tuned:x", primary="accuracy")
+    assert [g["status"] for g in plain["gates"]] == ["fail", "fail"]  # a family of one: Holm changes nothing
+    assert plain["gates"][0]["p_value"] == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    both = evaluate_gates(gates, views, "tuned:x", primary="macro_f1")  # neither is the primary
+    assert both["multiplicity"] == {"tests": 2, "family": 2, "primary_metric": "macro_f1", "method": "holm",
+                                    "alpha": 0.05}
+    assert [g["status"] for g in both["gates"]] == ["warn", "warn"] and both["status"] == "pass"
+    assert all(g["p_holm"] == pytest.approx(2 * g["p_value"]) for g in both["gates"])
+    assert "not after (Holm p=0.0771 >= 0.05)" in both["warnings"][0]
