@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from advisor.data.dataset import item_hash, load_project_data
@@ -32,6 +33,7 @@ from evaluators.items import make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
+from evaluators.sampling import SAMPLED_GATES
 from evaluators.stats import compare, holm, is_binary, min_detectable_effect
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
@@ -79,6 +81,8 @@ class Gate:
 
 def _metric_info(name: str):
 
+    if name in SAMPLED_GATES:  # from repeated sampling (advise eval --samples K): higher is better
+        return SimpleNamespace(name=name, higher_is_better=True, kind="continuous", corpus_level=False)
     try:
         return get_metric(name)
     except MetricError:
@@ -302,6 +306,9 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
         r: dict[str, Any] = {"gate": g.name, "kind": g.kind, "metric": g.metric, "key": g.key}
         if g.kind == "threshold":
             entry = cand.metrics.get(g.metric)
+            if entry is None and g.metric in SAMPLED_GATES:
+                raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} has no {g.metric}: it comes from "
+                                  "repeated sampling, advise eval --samples K --temperature T (T > 0)")
             if entry is None:
                 raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
                                   f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
@@ -384,6 +391,9 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
             scores[m] = [(row.get("scores") or {}).get(m) for row in rows]
         views[r["candidate"]] = RunView(r["candidate"], r["items"], dict(r.get("metrics") or {}), ids, scores,
                                         [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"))
+    for name, entry in ((summary.get("samples") or {}).get("candidates") or {}).items():
+        if name in views:  # pass^k and pass@k of repeated sampling, gateable like a metric
+            views[name].metrics.update({k: entry[k] for k in SAMPLED_GATES if entry.get(k)})
     for c in summary.get("comparisons") or []:
         if c.get("b") in views:
             views[c["b"]].paired.setdefault(c["a"], {}).update(c.get("metrics") or {})

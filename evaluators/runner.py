@@ -30,6 +30,7 @@ from evaluators.metrics import get_metric
 from evaluators.options import EvalOptions
 from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
+from evaluators.sampling import extra_samples, sample_block
 from evaluators.slices import slice_block
 from evaluators.strategies import Strategy, ZeroShot, make_strategy
 from evaluators.task import choose_metrics, detect_task_kind, headline_metric, label_token_cap
@@ -41,7 +42,7 @@ LOCAL_GENERATIVE = ("transformers", "vllm")  # backends that answer the canary (
 
 def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None, on_batch: BatchHook | None = None,
              store: Store | None = None, console=None, predictions: list[tuple[str, str]] | None = None,
-             **settings: Any) -> dict[str, Any]:
+             samples: int = 1, **settings: Any) -> dict[str, Any]:
     """Evaluate the project's candidates on its held-out items; returns the ``advise eval --json`` object.
 
     ``options``: the settings (:class:`~evaluators.options.EvalOptions`); keyword ``settings`` (its field
@@ -50,11 +51,15 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
     every run and ``judge_pairwise`` to every comparison. ``on_batch(candidate, batches, items)`` is
     called after each batch is written to the cache (tests interrupt runs with it). ``predictions``:
     ``(name, file)`` pairs of answers produced elsewhere, scored as candidates ``external:<name>``
-    (:mod:`evaluators.predictions`).
+    (:mod:`evaluators.predictions`). ``samples``: answers per item and generative candidate (K > 1 needs a
+    temperature above 0): pass@k, pass^k, the variance and the flaky items (:mod:`evaluators.sampling`).
     """
     opts = options or EvalOptions()
     if settings:
         opts = replace(opts, **settings)
+    if samples > 1 and opts.temperature <= 0:
+        raise AdviseError(f"--samples {samples} needs --temperature above 0 (greedy decoding gives the same answer "
+                          "every time)")
     t_all = time.perf_counter()
     own_store = store is None
     store = store or Store.for_project(project)
@@ -103,6 +108,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
             runs, canary_runs = _run_all(project, ev, specs, items, metrics, strategy_for, canary_items, canary_gen,
                                          opts.local_backend)
             runs += [score_predictions(ev, store, p, items, metrics, warnings) for p in external]
+            extra = extra_samples(ev, specs, strategy_for, items, metrics, gen, samples) if samples > 1 else {}
         except BaseException:
             ev.close(failed=True)
             raise
@@ -115,9 +121,10 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         run_summaries = [r.summary() for r in runs]
         clusters = cluster_block(project.eval.cluster_field, runs, items, run_summaries, comparisons)
         warnings += _cluster_warnings(project, clusters)
-        slices = slice_block(runs, items, primary if primary not in (None, "judge_pairwise") and get_metric(primary).per_item
-                             else headline_metric(metrics),
-                             kind)
+        per_item_metric = primary if primary not in (None, "judge_pairwise") and get_metric(primary).per_item \
+            else headline_metric(metrics)
+        slices = slice_block(runs, items, per_item_metric, kind)
+        sampled = sample_block(runs, extra, per_item_metric, samples, gen)
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
         ev.timing["metrics"] += time.perf_counter() - t0
         warnings += _metric_warnings(ev, runs, metrics)
@@ -132,12 +139,14 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
             "data": {"eval_source": data.eval_source, "eval_items": len(items), "hash": data_hash,
                      "train_items": len(data.train)},
             "settings": {**gen.key(), "batch_size": opts.batch_size, "retriever": opts.retriever,
-                         "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k},
+                         "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k,
+                         **({"samples": samples} if samples > 1 else {})},
             "runs": run_summaries,
             "comparisons": comparisons,
             "multiplicity": multiplicity,
             "clusters": clusters,
             "slices": slices,
+            "samples": sampled,
             "canary": canary_block,
             "warnings": warnings,
             "seconds": {"total": round(total, 3), **{k: round(v, 3) for k, v in ev.timing.items()}},

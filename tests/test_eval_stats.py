@@ -311,3 +311,111 @@ def test_a_regression_significant_only_before_holm_warns_instead_of_failing():
     assert [g["status"] for g in both["gates"]] == ["warn", "warn"] and both["status"] == "pass"
     assert all(g["p_holm"] == pytest.approx(2 * g["p_value"]) for g in both["gates"])
     assert "not after (Holm p=0.0771 >= 0.05)" in both["warnings"][0]
+
+
+# --------------------------------------------------------------------------- repeated sampling
+
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from itertools import combinations  # noqa: E402
+
+from evaluators.sampling import pass_at_k, pass_hat_k  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 7])
+def test_pass_at_k_and_pass_hat_k_match_enumerating_every_subset_of_samples(n):
+    for c in range(n + 1):
+        outcomes = [1] * c + [0] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(combinations(outcomes, k))
+            assert pass_at_k(n, c, k) == pytest.approx(np.mean([any(s) for s in subsets]))
+            assert pass_hat_k(n, c, k) == pytest.approx(np.mean([all(s) for s in subsets]))
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def _answer(i: int, truth: str, seed: int) -> str:
+    """Item i's answer under a seed: right always (i % 3 == 0), right on two seeds in three (1), never (2)."""
+    wrong = "card_arrival" if truth != "card_arrival" else "exchange_rate"
+    if i % 3 == 0 or (i % 3 == 1 and (seed + i) % 3 != 0):
+        return truth
+    return wrong
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory, tiny_model_dir):
+    """A loopback OpenAI-compatible server whose answers depend on the request's seed; evaluated with
+    --samples 4 --temperature 0.7 and a pass_hat_k gate."""
+    root = copy_project(tmp_path_factory.mktemp("sampled") / "ticket", tiny_model_dir, max_items=18,
+                        gates={"pass_hat_k": ">= 0.3"})
+    recs = [json.loads(x) for x in (root / "data" / "eval.jsonl").read_text().splitlines()][:18]
+    index = {r["messages"][1]["content"].strip(): (i, r["messages"][-1]["content"]) for i, r in enumerate(recs)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1].strip()
+            i, truth = index[user]
+            text = _answer(i, truth, int(body.get("seed", 0)))
+            out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model"),
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": text}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    args = ("eval", root, "--endpoint", url, "--endpoint-model", "m", "--candidate", "endpoint:*",
+            "--strategy", "zero-shot", "--canary", "none", "--no-progress", "--samples", "4", "--temperature", "0.7")
+    r = invoke(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    table = invoke(*args)
+    assert table.exit_code == 0, table.stderr
+    g = invoke("gate", root, "--candidate", "endpoint:m:zero-shot", "--json")
+    yield root, json.loads(r.stdout), table.stdout, recs, g
+    srv.shutdown()
+
+
+def test_samples_give_pass_at_k_pass_hat_k_variance_and_flaky_items(sampled):
+    _, res, out, recs, _ = sampled
+    smp = res["samples"]
+    assert smp["k"] == 4 and smp["seeds"] == [0, 1, 2, 3] and smp["metric"] == "accuracy"
+    e = smp["candidates"]["endpoint:m:zero-shot"]
+    passes = np.array([[float(_answer(i, r["messages"][-1]["content"], s) == r["messages"][-1]["content"])
+                        for s in range(4)] for i, r in enumerate(recs)])
+    c = passes.sum(axis=1).astype(int)
+    assert e["samples"] == 4 and e["items"] == 18 and e["binary"] is True
+    assert e["pass_at_1"]["value"] == pytest.approx(passes.mean())
+    assert e["pass_at_k"]["value"] == pytest.approx(np.mean([pass_at_k(4, x, 4) for x in c]))
+    assert e["pass_hat_k"]["value"] == pytest.approx(np.mean([pass_hat_k(4, x, 4) for x in c]))
+    lo, hi = e["pass_hat_k"]["ci"]
+    assert lo <= e["pass_hat_k"]["value"] <= hi
+    assert e["variance"]["within_item"] == pytest.approx(np.mean(np.var(passes, axis=1, ddof=1)))
+    assert e["variance"]["between_item"] == pytest.approx(np.var(passes.mean(axis=1), ddof=1))
+    flaky_lines = sorted(f["line"] for f in e["flaky_items"])
+    assert flaky_lines == [i + 1 for i in range(18) if 0 < c[i] < 4] and e["flaky"] == len(flaky_lines)
+    assert all(len(f["answers"]) == 2 for f in e["flaky_items"])
+    assert res["settings"]["samples"] == 4
+    assert f"pass^4 {e['pass_hat_k']['value']:.3f}" in " ".join(out.split())
+    assert f"{e['flaky']} flaky item(s)" in " ".join(out.split())
+
+
+def test_pass_hat_k_is_gateable_and_samples_need_a_temperature(sampled, tmp_path):
+    root, res, _, _, g = sampled
+    assert g.exit_code == 0, g.stdout + g.stderr
+    gate = json.loads(g.stdout)["gates"][0]
+    value = res["samples"]["candidates"]["endpoint:m:zero-shot"]["pass_hat_k"]["value"]
+    assert gate["metric"] == "pass_hat_k" and gate["status"] == "pass" and gate["observed"] == round(value, 4)
+    rep = invoke("report", root)
+    assert rep.exit_code == 0, rep.stderr
+    html = (root / ".advise" / "report.html").read_text()
+    assert "Repeated sampling: 4 answers per item at temperature 0.7" in html and f"{value:.3f}" in html
+    r = invoke("eval", root, "--samples", "3", "--canary", "none")
+    assert r.exit_code == 2 and "--samples 3 needs --temperature above 0" in r.stderr

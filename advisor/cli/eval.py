@@ -162,11 +162,14 @@ def _opt(*decls: str, setting: str, **kw):
                    "eval line N), as candidate external:NAME. Repeatable, each with its --name.")
 @click.option("--name", "prediction_names", multiple=True, metavar="NAME",
               help="The name of the --predictions file's candidate (external:NAME).")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 100), metavar="K",
+              help="Answers per item (with --temperature above 0): pass@k, pass^k, within/between-item variance "
+                   "and flaky items (docs/eval.md).")
 @guard
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
              concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
              judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress, mlflow_uri,
-             prediction_files=(), prediction_names=()):
+             prediction_files=(), prediction_names=(), samples=1):
     """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
     PROJECT_DIR, with 95% confidence intervals and paired comparisons.
 
@@ -213,7 +216,8 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
                        canary=canary_arg, local_backend=local_backend, trust_remote_code=trust_remote_code,
                        progress=not no_progress)
     with writing(project, "advise eval"):
-        result = run_eval(project, opts, judge=judge, console=Console(stderr=True), predictions=predictions)
+        result = run_eval(project, opts, judge=judge, console=Console(stderr=True), predictions=predictions,
+                          samples=samples)
     leak = stored_leakage(project)
     if leak and leak.get("eval_items_leaked") and result.get("data", {}).get("eval_source") == "file":
         result.setdefault("warnings", []).append(

@@ -276,3 +276,18 @@ def print_eval_stats(result: dict, console=None) -> None:
                 con.print(plain(f"  {name}: " + "; ".join(
                     f"{w['kind']} {w['name']} {w['value']:.3f} {_ci(w['ci'])} n={w['n']}" for w in worst)),
                     highlight=False)
+    smp = result.get("samples")
+    if smp:
+        con.print(plain(f"{smp['k']} samples per item at temperature {smp['temperature']:g} ({smp['metric']}; "
+                        "pass@k: at least one of k passes, pass^k: all k pass)"), highlight=False)
+        for name, e in smp["candidates"].items():
+            parts = [f"{lab} {e[key]['value']:.3f} {_ci(e[key]['ci'])}" for key, lab in
+                     (("pass_at_1", "pass@1"), ("pass_at_k", f"pass@{smp['k']}"), ("pass_hat_k", f"pass^{smp['k']}"))
+                     if e.get(key)]
+            var = e.get("variance") or {}
+            if var:
+                parts.append(f"variance within items {var['within_item']:.4f}, between {var['between_item']:.4f}")
+            parts.append(f"{e['flaky']} flaky item(s)" + (": " + ", ".join(
+                str(f["id"]) if f.get("id") is not None else f"line {f['line']}" for f in e["flaky_items"][:5])
+                if e["flaky"] else ""))
+            con.print(plain(f"  {name}: " + "; ".join(parts)), highlight=False)

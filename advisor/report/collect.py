@@ -96,7 +96,7 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
     eval_block = None
     if ev:
         eval_block = {"runs": ev.get("runs") or [], "comparisons": ev.get("comparisons") or [], "worse": _worse(ev),
-                      "canary": _canary(ev), **{k: ev.get(k) for k in ("multiplicity", "clusters", "slices")}}
+                      "canary": _canary(ev), **{k: ev.get(k) for k in ("multiplicity", "clusters", "slices", "samples")}}
     repro = {
         "project.yaml": project.project_file.read_text(encoding="utf-8") if project.project_file.is_file() else "",
         "data": json.dumps({k: (assessment or {}).get("data", {}).get(k, {}) and {
