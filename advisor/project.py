@@ -108,6 +108,12 @@ class EvalSpec(_Strict):
     max_items: int | None = Field(None, ge=1, description="Evaluate at most this many held-out items.")
     max_new_tokens: int = Field(64, ge=1, le=4096)
     benchmarks: BenchmarksSpec | None = Field(None, description="Standard benchmarks (lm-eval tasks) as a forgetting check.")
+    primary_metric: str | None = Field(
+        None, description="The metric decided on before the eval (default: the headline, first of eval.metrics): "
+                          "its tests stay unadjusted; every other metric's p-values are adjusted for many comparisons.")
+    cluster_field: str | None = Field(
+        None, description="Record field naming the cluster an item belongs to (e.g. doc_id or metadata.doc_id): "
+                          "intervals use cluster-robust standard errors (Miller 2024).")
 
 
 class TrainSpec(TrainingFields, LoraFields):

@@ -18,6 +18,8 @@ def junit_xml(result: dict, suite: str) -> str:
     props = ET.SubElement(ts, "properties")
     for k in ("candidate", "candidate_run", "baseline", "items"):
         ET.SubElement(props, "property", name=k, value=str(result.get(k)))
+    if (result.get("multiplicity") or {}).get("tests"):
+        ET.SubElement(props, "property", name="paired_tests", value=str(result["multiplicity"]["tests"]))
     for r in cases:
         tc = ET.SubElement(ts, "testcase", classname=f"advise.gate.{suite}", name=r["gate"], time="0")
         if r["status"] == "fail":
@@ -48,7 +50,7 @@ def markdown_error(message: str, suite: str) -> str:
 
 
 def _details(r: dict) -> str:
-    keys = ("observed", "threshold", "op", "on", "ci", "p_value", "test", "n", "wins", "losses", "ties",
+    keys = ("observed", "threshold", "op", "on", "ci", "p_value", "p_holm", "test", "n", "wins", "losses", "ties",
             "baseline", "margin", "min_detectable_effect", "baselines", "worse_items")
     return "\n".join(f"{k}: {r[k]}" for k in keys if r.get(k) is not None)
 
@@ -66,6 +68,10 @@ def markdown(result: dict, suite: str) -> str:
         obs = r.get("observed")
         lines.append(f"| {_md_escape(r['gate'])} | {icon[r['status']]} {r['status']} | "
                      f"{'' if obs is None else obs} | {_md_escape(r['message'])} |")
+    mult = result.get("multiplicity") or {}
+    if mult.get("tests"):
+        lines.append(f"\n{mult['tests']} paired comparison(s): {mult['tests'] - mult['family']} on the primary metric "
+                     f"`{mult.get('primary_metric')}` (plain test), {mult['family']} Holm-adjusted.")
     for w in result.get("warnings", []):
         lines.append(f"\n> ⚠️ {_md_escape(w)}")
     return "\n".join(lines) + "\n"

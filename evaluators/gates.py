@@ -24,6 +24,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from advisor.data.dataset import item_hash, load_project_data
@@ -36,13 +37,15 @@ from evaluators.items import item_name, make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
-from evaluators.stats import compare, is_binary, min_detectable_effect
+from evaluators.sampling import SAMPLED_GATES
+from evaluators.stats import compare, holm, is_binary, min_detectable_effect
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
 _OPS = {">=": lambda x, t: x >= t, ">": lambda x, t: x > t, "<=": lambda x, t: x <= t, "<": lambda x, t: x < t}
 _EXPR = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
 DEFAULT_MARGIN = 0.0
 DEFAULT_BASELINE = "base:zero-shot"
+ALPHA = 0.05  # the family-wise error rate Holm's adjustment keeps across a gate's paired tests
 
 
 class NothingToGate(AdviseError):
@@ -85,6 +88,8 @@ class Gate:
 
 def _metric_info(name: str):
 
+    if name in SAMPLED_GATES:  # from repeated sampling (advise eval --samples K): higher is better
+        return SimpleNamespace(name=name, higher_is_better=True, kind="continuous", corpus_level=False)
     try:
         return get_metric(name)
     except MetricError:
@@ -322,13 +327,35 @@ def _corpus_regression(g: Gate, metric: str, base: RunView, cand: RunView, hib: 
     return out
 
 
+def adjust_gate_tests(results: list[dict], primary: str | None) -> dict:
+    """Holm's adjustment across the paired tests of the regression and canary gates (changed in place):
+    the primary metric's keep their plain test; every other carries ``p_holm``, and a failure that is no
+    longer significant after the adjustment (``p_holm >= ALPHA``) becomes a warning. Returns
+    ``{"tests", "family", "primary_metric", "method"}`` (what the gate says about its comparisons)."""
+    tested = [r for r in results if r["kind"] in ("regression", "canary") and r.get("p_value") is not None]
+    family = [r for r in tested if r["kind"] == "canary" or r.get("metric") != primary]
+    for r in tested:
+        if r not in family:
+            r.update(p_holm=r["p_value"], adjusted=False)
+    for r, h in zip(family, holm([r["p_value"] for r in family]), strict=True):
+        r.update(p_holm=h, adjusted=True)
+        r["message"] += f"; Holm-adjusted p={h:.3g} over {len(family)} tests"
+        if r["status"] == FAIL and h >= ALPHA:
+            r["status"] = WARN
+            r["warning"] = (f"{r['gate']}: significantly worse before adjusting for the {len(family)} tests of "
+                            f"metrics other than the primary ({primary}) (p={r['p_value']:.3g}), not after "
+                            f"(Holm p={h:.3g} >= {ALPHA}): not failed; declare it eval.primary_metric to test it plainly")
+    return {"tests": len(tested), "family": len(family), "primary_metric": primary, "method": "holm", "alpha": ALPHA}
+
+
 def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
                    baseline: str | None = None, *, names: dict[str, str] | None = None,
-                   file: str | None = None, line_of=None) -> dict:
+                   file: str | None = None, line_of=None, primary: str | None = None) -> dict:
     """Check every gate against stored runs. ``candidate`` is gated; ``baseline`` is the default
     reference of regression, canary and item gates. ``names``: item hash -> the record's own ``id`` or
     its file:line (how items are named; :func:`item_names`); ``file``/``line_of``: where a gate that
-    cannot be checked is in project.yaml (its error names the line). Returns the result document
+    cannot be checked is in project.yaml (its error names the line); ``primary``: the primary metric,
+    whose paired tests are not adjusted for multiplicity (the others are, by Holm). Returns the result document
     (``status`` pass/fail)."""
     if candidate not in runs:
         raise AdviseError(f"no stored eval results for candidate '{candidate}' (have: {', '.join(sorted(runs)) or 'none'}); "
@@ -344,6 +371,7 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
             path = [int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", g.key) if x]
             raise AdviseError(e.message, file=file,
                               line=line_of("eval", "gates", *path) if line_of is not None else None) from None
+    multiplicity = adjust_gate_tests(results, primary)  # before the constant-output rule, which only fails more
     if cand.constant_output:  # one answer to nearly every item: no gate reads as a win
         flag = cand.constant_output
         text = flag.get("text") or f"constant output: '{flag.get('answer')}'"
@@ -363,6 +391,7 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
         "gates": results,
         "failed": len(failed),
         "warnings": [r.get("warning") or r["message"] for r in results if r["status"] == WARN],
+        "multiplicity": multiplicity,
     }
 
 
@@ -380,6 +409,9 @@ def _one_gate(g: Gate, runs: dict[str, RunView], cand: RunView, candidate: str, 
     r: dict[str, Any] = {"gate": g.name, "kind": g.kind, "metric": g.metric, "key": g.key}
     if g.kind == "threshold":
         entry = cand.metrics.get(g.metric)
+        if entry is None and g.metric in SAMPLED_GATES:
+            raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} has no {g.metric}: it comes from "
+                              "repeated sampling, advise eval --samples K --temperature T (T > 0)")
         if entry is None:
             raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
                               f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
@@ -458,6 +490,9 @@ def load_views(store, summary: dict, tags_by_item: dict[str, list[str]] | None =
                                         [tags_by_item.get(i, []) for i in ids], run_id=r.get("run_id"),
                                         baselines=list(summary.get("baselines") or []),
                                         constant_output=r.get("constant_output"))
+    for name, entry in ((summary.get("samples") or {}).get("candidates") or {}).items():
+        if name in views:  # pass^k and pass@k of repeated sampling, gateable like a metric
+            views[name].metrics.update({k: entry[k] for k in SAMPLED_GATES if entry.get(k)})
     for c in summary.get("comparisons") or []:
         if c.get("b") in views:
             views[c["b"]].paired.setdefault(c["a"], {}).update(c.get("metrics") or {})
@@ -560,7 +595,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
                               f"to gate (have: {', '.join(sorted(views))})", file=store.path)
         candidate = tuned[0]
     result = evaluate_gates(gates, views, candidate, baseline, names=item_names(project),
-                            file=str(project.project_file), line_of=project.key_line)
+                            file=str(project.project_file), line_of=project.key_line,
+                            primary=summary.get("primary_metric"))
     if command is not None:
         run = store.start_run("gate", name=candidate, config={"gates": project.eval.gates, "baseline": baseline},
                               inputs_hash=summary.get("data", {}).get("hash"), command=command)

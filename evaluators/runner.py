@@ -19,18 +19,24 @@ from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
 from advisor.project import Project
 from advisor.store import Store
+from evaluators import stats
 from evaluators.backends.base import GenerationSettings
 from evaluators.baselines import trivial_baselines
 from evaluators.benchmarks import run_benchmarks
 from evaluators.canary import CANARY_METRICS, CANARY_SYSTEM, forgetting, load_canary
 from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order, plan_candidates
+from evaluators.clusters import cluster_block
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
 from evaluators.honesty import honesty_warnings, mark_comparisons, run_honesty
 from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
 from evaluators.length import size_max_new_tokens
+from evaluators.metrics import get_metric
 from evaluators.options import EvalOptions
+from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
+from evaluators.sampling import extra_samples, sample_block
+from evaluators.slices import slice_block
 from evaluators.strategies import Strategy, ZeroShot, make_strategy
 from evaluators.task import choose_metrics, detect_task_kind, headline_metric, label_token_cap
 
@@ -40,18 +46,25 @@ LOCAL_GENERATIVE = ("transformers", "vllm")  # backends that answer the canary (
 
 
 def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None, on_batch: BatchHook | None = None,
-             store: Store | None = None, console=None, **settings: Any) -> dict[str, Any]:
+             store: Store | None = None, console=None, predictions: list[tuple[str, str]] | None = None,
+             samples: int = 1, **settings: Any) -> dict[str, Any]:
     """Evaluate the project's candidates on its held-out items; returns the ``advise eval --json`` object.
 
     ``options``: the settings (:class:`~evaluators.options.EvalOptions`); keyword ``settings`` (its field
     names, e.g. ``candidates=["tuned:*"], canary=None``) override them. ``judge``: a
     :class:`~evaluators.judge.Judge` (:func:`evaluators.candidates.make_judge`) adds ``judge_score`` to
     every run and ``judge_pairwise`` to every comparison. ``on_batch(candidate, batches, items)`` is
-    called after each batch is written to the cache (tests interrupt runs with it).
+    called after each batch is written to the cache (tests interrupt runs with it). ``predictions``:
+    ``(name, file)`` pairs of answers produced elsewhere, scored as candidates ``external:<name>``
+    (:mod:`evaluators.predictions`). ``samples``: answers per item and generative candidate (K > 1 needs a
+    temperature above 0): pass@k, pass^k, the variance and the flaky items (:mod:`evaluators.sampling`).
     """
     opts = options or EvalOptions()
     if settings:
         opts = replace(opts, **settings)
+    if samples > 1 and opts.temperature <= 0:
+        raise AdviseError(f"--samples {samples} needs --temperature above 0 (greedy decoding gives the same answer "
+                          "every time)")
     t_all = time.perf_counter()
     own_store = store is None
     store = store or Store.for_project(project)
@@ -64,9 +77,13 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         docs_dir = project.data_path("docs")
         # documents that the docs rule admits (a link out of the project is no document)
         has_docs = docs_dir is not None and docs_dir.is_dir() and bool(doc_files(docs_dir, project.root))
-        specs = plan_candidates(project, store, strategies=opts.strategies, names=opts.candidates,
-                                endpoint=opts.endpoint_config(), has_docs=has_docs, has_train=bool(data.train),
-                                warnings=warnings, local_backend=opts.local_backend)
+        external = _external(predictions)
+        if external and not opts.candidates and not opts.endpoint and not base_model_ref(project):
+            specs = []  # only the answers produced elsewhere
+        else:
+            specs = plan_candidates(project, store, strategies=opts.strategies, names=opts.candidates,
+                                    endpoint=opts.endpoint_config(), has_docs=has_docs, has_train=bool(data.train),
+                                    warnings=warnings, local_backend=opts.local_backend)
         specs.sort(key=candidate_order)
         kind = detect_task_kind(list(data.train) + [it.record for it in items], project.root)
         metrics = _metrics(project, kind, items, specs, judge)
@@ -94,6 +111,8 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         try:
             runs, canary_runs = _run_all(project, ev, specs, items, metrics, strategy_for, canary_items, canary_gen,
                                          opts.local_backend)
+            runs += [score_predictions(ev, store, p, items, metrics, warnings) for p in external]
+            extra = extra_samples(ev, specs, strategy_for, items, metrics, gen, samples) if samples > 1 else {}
         except BaseException:
             ev.close(failed=True)
             raise
@@ -105,6 +124,15 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         baselines = trivial_baselines(items, data.train, metrics, project.root) if kind == "classification" else []
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
         mark_comparisons(comparisons, runs, baselines)
+        primary = _primary(project, metrics)
+        multiplicity = stats.adjust_comparisons(comparisons, primary, declared=bool(project.eval.primary_metric))
+        run_summaries = [r.summary() for r in runs]
+        clusters = cluster_block(project.eval.cluster_field, runs, items, run_summaries, comparisons)
+        warnings += _cluster_warnings(project, clusters)
+        per_item_metric = primary if primary not in (None, "judge_pairwise") and get_metric(primary).per_item \
+            else headline_metric(metrics)
+        slices = slice_block(runs, items, per_item_metric, kind)
+        sampled = sample_block(runs, extra, per_item_metric, samples, gen)
         canary_block = _canary_block(canary_runs, canary_items, opts.canary)
         ev.timing["metrics"] += time.perf_counter() - t0
         benchmarks = run_benchmarks(project, store, specs, tasks=opts.benchmarks, trust_remote_code=opts.trust_remote_code,
@@ -115,17 +143,22 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         result = {
             "project": project.name,
             "task_kind": kind,
-            "primary_metric": headline_metric(metrics),
+            "primary_metric": primary,
             "metrics": metrics,
             "items": len(items),
             "data": {"eval_source": data.eval_source, "eval_items": len(items), "hash": data_hash,
                      "train_items": len(data.train)},
             "settings": {**gen.key(), "batch_size": opts.batch_size, "retriever": opts.retriever,
-                         "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k},
+                         "few_shot_k": project.eval.few_shot_k, "rag_top_k": project.eval.rag_top_k,
+                         **({"samples": samples} if samples > 1 else {})},
             "max_new_tokens": sizing,
-            "runs": [r.summary() for r in runs],
+            "runs": run_summaries,
             "baselines": baselines,
             "comparisons": comparisons,
+            "multiplicity": multiplicity,
+            "clusters": clusters,
+            "slices": slices,
+            "samples": sampled,
             "canary": canary_block,
             "benchmarks": benchmarks,
             "warnings": warnings,
@@ -143,6 +176,39 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
     finally:
         if own_store:
             store.close()
+
+
+def _external(predictions: list[tuple[str, str]] | None) -> list:
+    """The predictions files read (a bad line is an error before any model loads), each name once."""
+    out = [read_predictions(path, name) for name, path in predictions or []]
+    names = [p.name for p in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise AdviseError(f"--name {dup[0]} is given to more than one predictions file")
+    return out
+
+
+def _primary(project: Project, metrics: list[str]) -> str | None:
+    """The declared primary metric (eval.primary_metric, one of the metrics computed), else the headline."""
+    declared = project.eval.primary_metric
+    if declared is None:
+        return headline_metric(metrics)
+    if declared not in metrics:
+        raise AdviseError(f"eval.primary_metric: {declared} is not among the metrics computed ({', '.join(metrics)}); "
+                          "add it to eval.metrics", file=project.project_file,
+                          line=project.key_line("eval", "primary_metric"))
+    return declared
+
+
+def _cluster_warnings(project: Project, clusters: dict | None) -> list[str]:
+    if not clusters or not clusters["missing"]:
+        return []
+    if clusters["missing"] == clusters["items"]:
+        raise AdviseError(f"eval.cluster_field: no eval record has the field {clusters['field']!r} (a top-level key "
+                          "of the record, or a dotted path such as metadata.doc_id)", file=project.project_file,
+                          line=project.key_line("eval", "cluster_field"))
+    return [f"{clusters['missing']} of {clusters['items']} eval items have no {clusters['field']}: each is a cluster "
+            "of its own"]
 
 
 def _eval_items(project: Project, data: ProjectData, max_items: int | None, warnings: list[str]) -> list[EvalItem]:

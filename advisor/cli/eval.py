@@ -14,7 +14,7 @@ import click
 
 from advisor.assess.assessment import stored_leakage
 from advisor.cli.main import guard, project_arg
-from advisor.cli.views import plain
+from advisor.cli.views import plain, print_eval_stats
 from advisor.errors import AdviseError
 from advisor.lock import writing
 from advisor.project import load_project
@@ -127,6 +127,7 @@ def print_eval(result: dict, console=None) -> None:
             console.print(plain(f"canary {comp['a']} -> {comp['b']}: {m} {_fmt(md.get('delta'))} {_ci(md.get('ci'))}, "
                                 f"p {_p(md.get('p_value'))}: {flag}"))
     _print_benchmarks(console, result.get("benchmarks"))
+    print_eval_stats(result, console)
     secs = result.get("seconds", {})
     console.print(f"[dim]{secs.get('total', 0):.1f} s (metrics {secs.get('metrics', 0):.2f} s); per-item "
                   f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")
@@ -176,6 +177,19 @@ def comparison_note(comp: dict) -> str:
     return ""
 
 
+def _prediction_pairs(project, files, names) -> list[tuple[str, str]]:
+    """``--predictions FILE --name NAME`` pairs (a relative FILE is found from here, else the project)."""
+    if len(files) != len(names):
+        raise AdviseError(f"--predictions and --name go in pairs (got {len(files)} file(s), {len(names)} name(s))")
+    out = []
+    for f, n in zip(files, names, strict=True):
+        p = Path(f)
+        if not p.is_absolute() and not p.exists() and project.root is not None and (project.root / p).exists():
+            p = project.root / p
+        out.append((n, str(p)))
+    return out
+
+
 def _opt(*decls: str, setting: str, **kw):
     """A click option whose default and help are those of the eval setting ``setting`` (EvalOptions)."""
     return click.option(*decls, default=options.default(setting), help=options.help_of(setting), **kw)
@@ -211,10 +225,20 @@ def _opt(*decls: str, setting: str, **kw):
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--mlflow", "mlflow_uri", default=None, metavar="URI",
               help="Also log the eval to MLflow (default: project.yaml's tracking.mlflow).")
+@click.option("--predictions", "prediction_files", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Score answers produced elsewhere: a JSONL of {\"id\", \"output\"} lines (no id: line N answers "
+                   "eval line N), as candidate external:NAME. Repeatable, each with its --name.")
+@click.option("--name", "prediction_names", multiple=True, metavar="NAME",
+              help="The name of the --predictions file's candidate (external:NAME).")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 100), metavar="K",
+              help="Answers per item (with --temperature above 0): pass@k, pass^k, within/between-item variance "
+                   "and flaky items (docs/eval.md).")
 @guard
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
              concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
-             benchmarks, judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress, mlflow_uri):
+             benchmarks, judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress,
+             mlflow_uri, prediction_files=(), prediction_names=(), samples=1):
     """Evaluate baselines (base model zero-shot, few-shot, RAG) and tuned models on the held-out items of
     PROJECT_DIR, with 95% confidence intervals and paired comparisons.
 
@@ -241,6 +265,7 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
     if not (judge_model or judge_endpoint) and {"judge_score", "judge_pairwise"} & set(project.eval.metrics or []):
         raise AdviseError("eval.metrics asks for an LLM judge: give one with --judge-model NAME "
                           "(and --judge-endpoint URL for a served model)", file=project.project_file)
+    predictions = _prediction_pairs(project, prediction_files, prediction_names)
     canary_arg = None if canary.lower() == "none" else canary
     if canary_arg not in (None, "shipped"):
         p = Path(canary_arg)
@@ -260,7 +285,8 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
                        canary=canary_arg, benchmarks=_task_list(benchmarks), local_backend=local_backend, trust_remote_code=trust_remote_code,
                        progress=not no_progress)
     with writing(project, "advise eval"):
-        result = run_eval(project, opts, judge=judge, console=Console(stderr=True))
+        result = run_eval(project, opts, judge=judge, console=Console(stderr=True), predictions=predictions,
+                          samples=samples)
     leak = stored_leakage(project)
     if leak and leak.get("eval_items_leaked") and result.get("data", {}).get("eval_source") == "file":
         result.setdefault("warnings", []).append(

@@ -216,5 +216,78 @@ def print_gate_table(result: dict, suite: str, console=None) -> None:
         t.add_row(plain(r["gate"]), Text(r["status"].upper(), style=style[r["status"]]),
                   "" if obs is None else plain(obs), plain(r["message"]))
     con.print(t)
+    mult = result.get("multiplicity") or {}
+    if mult.get("tests"):
+        con.print(plain(f"{mult['tests']} paired comparison(s) in these gates: {mult['tests'] - mult['family']} on the "
+                        f"primary metric {mult.get('primary_metric')} (plain test), {mult['family']} Holm-adjusted"))
     con.print(Text(f"{result['status'].upper()}: {result['failed']} of {len(result['gates'])} gates failed",
                    style=style[result["status"]]))
+
+
+def _p3(p) -> str:
+    return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def print_eval_stats(result: dict, console=None) -> None:
+    """`advise eval`'s statistics beyond the main tables, briefly: how many comparisons were made and the
+    adjusted p-values of the other metrics, cluster-robust intervals, and the worst slices."""
+    con = console or Console()
+    primary = result.get("primary_metric")
+    mult = result.get("multiplicity") or {}
+    if mult.get("tests"):
+        how = "declared in eval.primary_metric" if mult.get("declared") else "the headline metric"
+        con.print(plain(f"{mult['tests']} paired tests: {primary} ({how}) keeps its plain test in "
+                        f"{mult['primary_tests']}; the other {mult['family']} are adjusted together "
+                        "(Holm in gates, Benjamini-Hochberg here)"), highlight=False)
+        t = Table(title="other metrics significant before adjustment (p < 0.05)")
+        for col in ("a -> b", "metric", "delta", "p", "p BH", "p Holm"):
+            t.add_column(col, justify="left" if col in ("a -> b", "metric") else "right")
+        for comp in result.get("comparisons") or []:
+            for m, md in (comp.get("metrics") or {}).items():
+                if md.get("adjusted") and md.get("p_value") is not None and md["p_value"] < 0.05:
+                    t.add_row(plain(f"{comp['a']} -> {comp['b']}"), plain(m),
+                              "-" if md.get("delta") is None else f"{md['delta']:+.3f}", _p3(md["p_value"]),
+                              _p3(md.get("p_bh")), _p3(md.get("p_holm")))
+        if t.row_count:
+            con.print(t)
+    cl = result.get("clusters")
+    if cl:
+        con.print(plain(f"clustered by {cl['field']}, {cl['clusters']} clusters of {cl['items']} items: "
+                        f"{primary} with cluster-robust 95% CIs (Miller 2024)"), highlight=False)
+        for r in result.get("runs") or []:
+            md = (r.get("metrics") or {}).get(primary) or {}
+            c = md.get("clustered")
+            if c and c.get("ci") and md.get("value") is not None:
+                iid = md.get("ci")
+                con.print(plain(f"  {r['candidate']}: {md['value']:.3f} {_ci(c['ci'])}"
+                                + (f" (independent items: {_ci(iid)})" if iid else "")), highlight=False)
+        for comp in result.get("comparisons") or []:
+            md = (comp.get("metrics") or {}).get(primary) or {}
+            c = md.get("clustered")
+            if c and c.get("ci") and c.get("delta", md.get("delta")) is not None and md.get("delta") is not None:
+                con.print(plain(f"  {comp['a']} -> {comp['b']}: {md['delta']:+.3f} [{c['ci'][0]:+.3f}, "
+                                f"{c['ci'][1]:+.3f}], p {_p3(c.get('p_value'))}"), highlight=False)
+    sl = result.get("slices")
+    if sl:
+        con.print(plain(f"slices ({sl['slices']} by {', '.join(sl['kinds'])}, {sl['metric']}, 95% CIs): worst with "
+                        f"at least {sl['min_items']} items"), highlight=False)
+        for name, worst in (sl.get("worst") or {}).items():
+            if worst:
+                con.print(plain(f"  {name}: " + "; ".join(
+                    f"{w['kind']} {w['name']} {w['value']:.3f} {_ci(w['ci'])} n={w['n']}" for w in worst)),
+                    highlight=False)
+    smp = result.get("samples")
+    if smp:
+        con.print(plain(f"{smp['k']} samples per item at temperature {smp['temperature']:g} ({smp['metric']}; "
+                        "pass@k: at least one of k passes, pass^k: all k pass)"), highlight=False)
+        for name, e in smp["candidates"].items():
+            parts = [f"{lab} {e[key]['value']:.3f} {_ci(e[key]['ci'])}" for key, lab in
+                     (("pass_at_1", "pass@1"), ("pass_at_k", f"pass@{smp['k']}"), ("pass_hat_k", f"pass^{smp['k']}"))
+                     if e.get(key)]
+            var = e.get("variance") or {}
+            if var:
+                parts.append(f"variance within items {var['within_item']:.4f}, between {var['between_item']:.4f}")
+            parts.append(f"{e['flaky']} flaky item(s)" + (": " + ", ".join(
+                str(f["id"]) if f.get("id") is not None else f"line {f['line']}" for f in e["flaky_items"][:5])
+                if e["flaky"] else ""))
+            con.print(plain(f"  {name}: " + "; ".join(parts)), highlight=False)

@@ -114,7 +114,8 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         # the trivial baselines are rows of the results table, clearly named baseline:majority/random
         eval_block = {"runs": (ev.get("runs") or []) + (ev.get("baselines") or []),
                       "comparisons": ev.get("comparisons") or [], "worse": _worse(ev), "canary": _canary(ev),
-                      "honesty": _honesty(ev), "benchmarks": ev.get("benchmarks") or None}
+                      "honesty": _honesty(ev), "benchmarks": ev.get("benchmarks") or None,
+                      **{k: ev.get(k) for k in ("multiplicity", "clusters", "slices", "samples")}}
     repro = {
         "project.yaml": project.project_file.read_text(encoding="utf-8") if project.project_file.is_file() else "",
         "data": json.dumps({k: (assessment or {}).get("data", {}).get(k, {}) and {

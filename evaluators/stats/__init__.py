@@ -30,7 +30,13 @@ Methods
   extreme as the observed delta (Koehn 2004 / Riezler & Maxwell 2005 style paired bootstrap test).
 * Power: normal approximations; McNemar's after Connor (1987), continuous as a paired z-test.
 
-Modules: :mod:`.intervals` (one run), :mod:`.paired` (two runs on the same items), :mod:`.power`.
+* Clustered items (``eval.cluster_field``): Miller (2024) cluster-robust standard errors of means and
+  paired differences (:mod:`.clustered`).
+* Many comparisons: Holm (gates) and Benjamini-Hochberg (exploratory tables) adjusted p-values beside
+  the raw ones; the declared primary metric keeps its plain test (:mod:`.multiple`).
+
+Modules: :mod:`.intervals` (one run), :mod:`.paired` (two runs on the same items), :mod:`.power`,
+:mod:`.clustered`, :mod:`.multiple`.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ from evaluators.stats.base import (
     EXACT_SIGN_FLIP_MAX,
     is_binary,
 )
+from evaluators.stats.clustered import clustered_mean_ci, clustered_paired, clustered_se
 from evaluators.stats.intervals import bootstrap_ci, mean_ci, wilson_interval
+from evaluators.stats.multiple import adjust, adjust_comparisons, benjamini_hochberg, holm
 from evaluators.stats.paired import (
     compare,
     mcnemar_exact,
@@ -59,8 +67,15 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
     "EXACT_SIGN_FLIP_MAX",
+    "adjust",
+    "adjust_comparisons",
+    "benjamini_hochberg",
     "bootstrap_ci",
+    "clustered_mean_ci",
+    "clustered_paired",
+    "clustered_se",
     "compare",
+    "holm",
     "is_binary",
     "items_needed",
     "mcnemar_exact",
