@@ -88,7 +88,7 @@ class TrainSpec(TrainingFields, LoraFields):
 
 DEFAULT_CRITERIA = {
     "relevance": "Does the answer address what was asked?",
-    "accuracy": "Is what it states factually correct (against the reference where one is shown)?",
+    "accuracy": "Is what it states factually correct? (Check it against the reference where one is shown.)",
     "tone": "Is the tone right for the task and the reader?",
     "completeness": "Does it cover everything the question needs?",
 }

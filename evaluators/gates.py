@@ -302,6 +302,10 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
                              f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} "
                              + (f"({entry.get('n')} rated items, sheet {entry.get('sheet')})"
                                 if g.metric.startswith(HUMAN_PREFIX) else f"({cand.items} items)"))
+            agreement = entry.get("agreement") or {}
+            if ok and g.metric.startswith(HUMAN_PREFIX) and agreement.get("reading") == "unreliable":
+                r.update(status=WARN, warning=f"{g.metric}: the raters disagree (Krippendorff's alpha "
+                                              f"{agreement['alpha']:.2f}): this pass rests on unreliable ratings")
         elif g.kind in ("regression", "canary"):
             bname = g.baseline or baseline or DEFAULT_BASELINE
             if bname not in runs:

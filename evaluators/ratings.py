@@ -26,6 +26,7 @@ import numpy as np
 from advisor.data.dataset import load_project_data
 from advisor.errors import AdviseError
 from advisor.project import Project
+from advisor.rubric import load_rubric, value
 from advisor.store import Store
 from evaluators.items import make_items, question
 from evaluators.ratings_sheet import columns, parse_cell, read_rows, render_sheet, sheet_format, write_new
@@ -268,7 +269,24 @@ def _judge_scores(store: Store, doc: dict, summary: dict | None) -> dict[tuple[s
     return out
 
 
+def _rank_rows(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(a, axis=-1)  # average ranks for ties, as Spearman's rho takes them
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (Pearson's r of the ranks); NaN where a row has no variation."""
+    rx, ry = _rank_rows(x), _rank_rows(y)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=-1) / np.where(den > 0, den, 1), np.nan)
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Spearman's rho with scipy's p-value and a percentile bootstrap interval over the rated rows."""
     from scipy import stats
 
     n = int(x.size)
@@ -279,12 +297,11 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     out["rho"], out["p_value"] = float(res.statistic), float(res.pvalue)
 
     def rho(idx: np.ndarray) -> float | None:
-        a, b = x[idx], y[idx]
-        if np.unique(a).size < 2 or np.unique(b).size < 2:
-            return None
-        return float(stats.spearmanr(a, b).statistic)
+        r = float(spearman_rows(x[idx][None, :], y[idx][None, :])[0])
+        return r if math.isfinite(r) else None
 
-    out["ci"] = bootstrap_ci(rho, n, n_resamples=1000)["ci"]
+    rho.many = lambda block: spearman_rows(x[block], y[block])  # a block of resamples at once
+    out["ci"] = bootstrap_ci(rho, n)["ci"]
     return out
 
 
@@ -309,7 +326,8 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
     level = "nominal" if scale == "pass/fail" else "ordinal"
     out: dict[str, Any] = {"sheet": sheet_id, "scale": scale, "criteria": doc["criteria"], "candidates": cands,
                            "raters": raters, "items": len(items), "rows": len(units), "ratings": len(ratings),
-                           "agreement_level": level, "by_criterion": {}, "warnings": []}
+                           "agreement_level": level, "by_criterion": {}, "warnings": [],
+                           "thresholds": {k: _threshold(k) for k in ("reliable", "tentative")}}
     if len(raters) < 2:
         out["warnings"].append("one rater only: inter-rater agreement needs at least two (each fills a copy of the "
                                "sheet)")
@@ -338,7 +356,12 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
             block["comparisons"].append({"a": a, "b": b, **{k: cmp[k] for k in ("delta", "ci", "p_value", "test", "n",
                                                                              "wins", "losses", "ties")}})
         pairable = int((np.isfinite(table).sum(axis=0) >= 2).sum())
-        block["agreement"] = {"alpha": alpha(table, level), "level": level, "units": pairable, "raters": len(raters)}
+        a = alpha(table, level)
+        block["agreement"] = {"alpha": a, "level": level, "units": pairable, "raters": len(raters),
+                              "reading": _reading(a)}
+        if block["agreement"]["reading"] == "unreliable":
+            out["warnings"].append(f"{crit}: the raters disagree (Krippendorff's alpha {a:.2f}, below "
+                                   f"{_threshold('tentative'):.3f}): its mean ratings are not to be relied on")
         pairs = [(judge.get((key[code]["candidate"], key[code]["item"], key[code]["output_sha"])), unit_mean[j])
                  for j, code in enumerate(units)]
         pairs = [(j, h) for j, h in pairs if j is not None and math.isfinite(h)]
@@ -346,6 +369,17 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
             block["judge"] = _spearman(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
         out["by_criterion"][crit] = block
     return out
+
+
+def _threshold(name: str) -> float:
+    return float(value(load_rubric("ratings"), "agreement", name))
+
+
+def _reading(a: float | None) -> str | None:
+    """reliable, tentative or unreliable (rubrics/ratings.yaml); None when alpha is undefined."""
+    if a is None:
+        return None
+    return "reliable" if a >= _threshold("reliable") else "tentative" if a >= _threshold("tentative") else "unreliable"
 
 
 def _nanmean(table: np.ndarray) -> np.ndarray:
@@ -370,7 +404,8 @@ def gate_metrics(project: Project, store: Store) -> dict[str, dict[str, Any]] | 
     for crit, block in res["by_criterion"].items():
         name = GATE_PREFIX + crit
         for c, m in block["candidates"].items():
-            out[c]["metrics"][name] = {"value": m["value"], "ci": m["ci"], "n": m["n"], "sheet": res["sheet"]}
+            out[c]["metrics"][name] = {"value": m["value"], "ci": m["ci"], "n": m["n"], "sheet": res["sheet"],
+                                       "agreement": block["agreement"]}
         sums: dict[tuple[str, str], list[float]] = {}
         for (code, _), values in ratings.items():
             if crit in values and code in key:

@@ -109,6 +109,16 @@ def test_alpha_matches_the_published_example():
     assert alpha([[3, 3, 3], [3, 3, NAN]], "ordinal") is None  # one value everywhere
 
 
+def testspearman_rows_match_scipy():
+    from scipy.stats import spearmanr
+
+    from evaluators.ratings import spearman_rows
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(1, 6, size=(50, 30)).astype(float), rng.integers(1, 6, size=(50, 30)).astype(float)
+    assert np.allclose(spearman_rows(x, y), [spearmanr(a, b).statistic for a, b in zip(x, y, strict=True)])
+
+
 def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_and_the_judge(evaluated, tmp_path):
     root = evaluated
     sheet = tmp_path / "sheet.csv"
@@ -165,6 +175,9 @@ def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_an
     assert acc["agreement"]["alpha"] == pytest.approx(alpha(table, "ordinal"))
     assert acc["agreement"]["level"] == "ordinal" and acc["agreement"]["units"] == 40
     assert res["by_criterion"]["completeness"]["agreement"]["alpha"] is None  # everyone gave 4
+    tone = res["by_criterion"]["tone"]["agreement"]  # the raters' tastes differ item by item
+    assert tone["alpha"] < 0 and tone["reading"] == "unreliable" and acc["agreement"]["reading"] == "reliable"
+    assert any(w.startswith("tone: the raters disagree") for w in res["warnings"])
     assert res["by_criterion"]["completeness"]["candidates"][FS]["ratings"] in (58, 59)
     # the judge scored right answers 9/10 and wrong 2/10: it agrees with the raters' accuracy
     judge = acc["judge"]
@@ -187,6 +200,9 @@ def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_an
     assert g["status"] == "pass" and g["gates"][0]["observed"] == 5.0 and "20 rated items" in g["gates"][0]["message"]
     r = invoke("gate", str(root), "--candidate", ZS, "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["gates"][0]["status"] == "fail"
+    _set(root, eval={"gates": {"human.tone": ">= 3"}})
+    g = json.loads(invoke("gate", str(root), "--candidate", FS, "--json").stdout)
+    assert g["gates"][0]["status"] == "warn" and "unreliable ratings" in g["warnings"][0]
     _set(root, eval={"gates": {"human.accuracy": {"no_regression": {"baseline": ZS}}}})
     r = invoke("gate", str(root), "--candidate", FS, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["gates"][0]["observed"] == pytest.approx(5 - expected, abs=1e-4)
@@ -226,7 +242,7 @@ def test_pass_fail_jsonl_sheets_use_nominal_alpha(evaluated, tmp_path):
     sheet = tmp_path / "s.jsonl"
     r = invoke("eval", str(root), "--export-ratings", str(sheet), "--rating-items", "8")
     assert r.exit_code == 0, r.stderr
-    assert "correct (Is the queue right?)" in r.stdout and "pass/fail scale" in r.stdout
+    assert "  correct: Is the queue right?" in r.stdout and "pass/fail scale" in r.stdout
     rows = [json.loads(line) for line in sheet.read_text().splitlines()]
     assert len(rows) == 16 and "reference" not in rows[0] and rows[0]["correct"] is None
     paths = []
@@ -235,7 +251,8 @@ def test_pass_fail_jsonl_sheets_use_nominal_alpha(evaluated, tmp_path):
         with open(path, "w") as fh:
             for i, row in enumerate(rows):
                 ok = row["item"] % 3 != 0 if k == 2 and i % 2 else row["item"] % 2 == 0
-                fh.write(json.dumps({**row, "correct": words[0] if ok else words[1], "rater": f"r{k}"}) + "\n")
+                name = "<i>r2</i>" if k == 2 else f"r{k}"  # shown in the report: escaped
+                fh.write(json.dumps({**row, "correct": words[0] if ok else words[1], "rater": name}) + "\n")
         paths += ["--import-ratings", str(path)]
     r = invoke("eval", str(root), *paths, "--json")
     assert r.exit_code == 0, r.stderr
@@ -247,6 +264,10 @@ def test_pass_fail_jsonl_sheets_use_nominal_alpha(evaluated, tmp_path):
     assert b["agreement"]["level"] == "nominal" and b["agreement"]["alpha"] == pytest.approx(alpha(table, "nominal"))
     for m in b["candidates"].values():
         assert 0 <= m["ci"][0] <= m["value"] <= m["ci"][1] <= 1
+    out = tmp_path / "report.html"
+    assert invoke("report", str(root), "--out", str(out)).exit_code == 0
+    html = out.read_text(encoding="utf-8")
+    assert "&lt;i&gt;r2&lt;/i&gt;" in html and "<i>r2" not in html and "nominal" in html
 
 
 def test_a_bad_cell_names_file_and_line_and_nothing_is_stored(evaluated, tmp_path):

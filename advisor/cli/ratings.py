@@ -74,11 +74,14 @@ def print_ratings(res: dict, console=None) -> None:
         ag = b["agreement"]
         line = (f"{c}: Krippendorff's alpha ({ag['level']}) "
                 + (f"{ag['alpha']:.3f}" if ag["alpha"] is not None else "undefined")
+                + (f" ({ag['reading']})" if ag.get("reading") else "")
                 + f" over {ag['units']} rows rated by two or more of {ag['raters']} raters")
         j = b.get("judge")
-        if j:
+        if j and j.get("rho") is not None:
             line += (f"; judge vs mean rating: Spearman {_fmt(j['rho'], 3)} {_ci(j['ci'])}, p {_p(j['p_value'])}, "
                      f"n {j['n']}")
+        elif j:
+            line += f"; judge vs mean rating: undefined (no variation in one of them over {j['n']} rows)"
         console.print(plain(line))
     for w in res.get("warnings", []):
         console.print(plain(f"[warning] {w}"), style="yellow")
@@ -130,9 +133,10 @@ def run_ratings(project_dir: Path, *, export: Path | None, imports, n_items: int
             return
         click.echo(plain(f"wrote {doc['rows']} rows ({doc['items']} items x {len(doc['candidates'])} candidates, "
                          f"in an order drawn per item) to {export}; sheet {doc['sheet']}, its key is in the run store"))
-        crit = ", ".join(f"{k} ({v})" if v else k for k, v in doc["criteria"].items())
-        click.echo(plain(f"raters fill {crit} on the {doc['scale']} scale and their name in 'rater', each in a copy; "
-                         f"then: advise eval {project_dir} --import-ratings FILE --import-ratings FILE2 ..."))
+        click.echo(plain(f"each rater fills a copy: their name in 'rater' and, on the {doc['scale']} scale,"))
+        for k, v in doc["criteria"].items():
+            click.echo(plain(f"  {k}" + (f": {v}" if v else "")))
+        click.echo(plain(f"then: advise eval {project_dir} --import-ratings FILE --import-ratings FILE2 ..."))
         return
     with writing(project, "advise eval --import-ratings"), Store.for_project(project) as store:
         res = human.import_sheets(project, store, list(imports),
