@@ -315,9 +315,12 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
     key, criteria, scale = doc["key"], list(doc["criteria"]), doc["scale"]
     cands = list(doc["candidates"])
     raters = sorted({r for _, r in ratings})
-    units = sorted(key, key=lambda c: (key[c]["n"], cands.index(key[c]["candidate"])))  # (item, candidate) rows
-    items = sorted({key[c]["item"] for c in units}, key=lambda h: next(key[c]["n"] for c in units
-                                                                        if key[c]["item"] == h))
+    cand_pos = {c: i for i, c in enumerate(cands)}
+    units = sorted(key, key=lambda c: (key[c]["n"], cand_pos[key[c]["candidate"]]))  # (item, candidate) rows
+    unit_pos = {c: j for j, c in enumerate(units)}
+    rater_pos = {r: i for i, r in enumerate(raters)}
+    item_n = {key[c]["item"]: key[c]["n"] for c in units}
+    items = sorted(item_n, key=item_n.get)
     try:
         summary = stored_results(project, store)
     except AdviseError:
@@ -335,7 +338,7 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
         table = np.full((len(raters), len(units)), np.nan)
         for (code, rater), values in ratings.items():
             if crit in values and code in key:
-                table[raters.index(rater), units.index(code)] = values[crit]
+                table[rater_pos[rater], unit_pos[code]] = values[crit]
         unit_mean = _nanmean(table)  # each row's mean over its raters
         per: dict[str, dict[str, float | None]] = {c: {h: None for h in items} for c in cands}
         for j, code in enumerate(units):

@@ -300,12 +300,36 @@ def test_a_bad_cell_names_file_and_line_and_nothing_is_stored(evaluated, tmp_pat
         assert r.exit_code == 2, message
         (line,) = r.stderr.strip().splitlines()
         assert line.startswith(f"advise: {f}:{at}: ") and message in line, line
+    _set(root, eval={"gates": {"human.accuracy": ">= 4"}})
+    r = invoke("gate", str(root), "--candidate", FS)
+    assert r.exit_code == 2 and "no human ratings are stored" in r.stderr
+    assert f"project.yaml:{load_project(root).key_line('eval', 'gates')}:" in r.stderr
     r = invoke("eval", str(root), "--import-ratings", str(sheet))  # the sheet as exported: nothing rated
     assert r.exit_code == 2 and "no rating in the sheet" in r.stderr
     r = invoke("eval", str(root), "--import-ratings", str(good), "--import-ratings", str(good))
     assert r.exit_code == 2 and "give each rater's sheet once" in r.stderr
     with Store.for_project(load_project(root), read_only=True) as store:
         assert store.find_runs(RATINGS_KIND) == []
+    # a sheet saved with ';' separators (as some spreadsheets do) reads the same
+    semi = tmp_path / "semi.csv"
+    with open(semi, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=";")
+        w.writeheader()
+        w.writerows(fill(rows, "dee", lambda _r: {"accuracy": 5}))
+    r = invoke("eval", str(root), "--import-ratings", str(semi), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["raters"] == ["dee"] and json.loads(r.stdout)["ratings"] == 8
+
+
+def test_formula_text_is_quoted_on_a_csv_sheet():
+    from evaluators.ratings_sheet import columns, render_sheet
+
+    cols = columns(["accuracy"], show_reference=True)
+    text = render_sheet([{"sheet": "S1", "row": "R1", "item": 1, "answer": "A", "question": "=HYPERLINK(\"x\")",
+                          "reference": "+1", "response": "@SUM(A1)"}], cols, "csv")
+    (row,) = list(csv.DictReader(text.splitlines()))
+    assert (row["question"], row["reference"], row["response"]) == ("'=HYPERLINK(\"x\")", "'+1", "'@SUM(A1)")
+    assert row["accuracy"] == "" and row["rater"] == ""
 
 
 def test_export_refusals(tmp_path, evaluated):
