@@ -31,7 +31,7 @@ from advisor.store import Store
 from evaluators.items import make_items, question
 from evaluators.ratings_sheet import columns, parse_cell, read_rows, render_sheet, sheet_format, write_new
 from evaluators.results import stored_results
-from evaluators.stats import bootstrap_ci, compare, mean_ci
+from evaluators.stats import compare, mean_ci
 
 SHEET_KIND, RATINGS_KIND = "ratings_sheet", "ratings"
 GATE_PREFIX = "human."
@@ -269,39 +269,23 @@ def _judge_scores(store: Store, doc: dict, summary: dict | None) -> dict[tuple[s
     return out
 
 
-def _rank_rows(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=-1)  # average ranks for ties, as Spearman's rho takes them
-
-
-def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair (Pearson's r of the ranks); NaN where a row has no variation."""
-    rx, ry = _rank_rows(x), _rank_rows(y)
-    rx = rx - rx.mean(axis=-1, keepdims=True)
-    ry = ry - ry.mean(axis=-1, keepdims=True)
-    den = np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry).sum(axis=-1) / np.where(den > 0, den, 1), np.nan)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Spearman's rho with scipy's p-value and a percentile bootstrap interval over the rated rows."""
+def _spearman(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """Spearman's rho with scipy's p-value and the Fisher-z interval with Bonett & Wright's (2000) variance
+    for Spearman's rho, (1 + rho^2 / 2) / (n - 3)."""
     from scipy import stats
 
     n = int(x.size)
-    out: dict[str, Any] = {"rho": None, "ci": None, "p_value": None, "n": n, "method": "spearman"}
-    if n < 3 or np.unique(x).size < 2 or np.unique(y).size < 2:
+    out: dict[str, Any] = {"rho": None, "ci": None, "p_value": None, "n": n, "method": "spearman",
+                           "ci_method": "fisher_z_bonett_wright"}
+    if n < 4 or np.unique(x).size < 2 or np.unique(y).size < 2:
         return out
     res = stats.spearmanr(x, y)
-    out["rho"], out["p_value"] = float(res.statistic), float(res.pvalue)
-
-    def rho(idx: np.ndarray) -> float | None:
-        r = float(spearman_rows(x[idx][None, :], y[idx][None, :])[0])
-        return r if math.isfinite(r) else None
-
-    rho.many = lambda block: spearman_rows(x[block], y[block])  # a block of resamples at once
-    out["ci"] = bootstrap_ci(rho, n)["ci"]
+    rho = float(res.statistic)
+    out["rho"], out["p_value"] = rho, float(res.pvalue)
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    half = z * math.sqrt((1 + rho * rho / 2) / (n - 3))
+    centre = math.atanh(max(-0.999999, min(0.999999, rho)))
+    out["ci"] = [math.tanh(centre - half), math.tanh(centre + half)]
     return out
 
 
