@@ -306,6 +306,9 @@ def evaluate_gates(gates: list[Gate], runs: dict[str, RunView], candidate: str,
             if ok and g.metric.startswith(HUMAN_PREFIX) and agreement.get("reading") == "unreliable":
                 r.update(status=WARN, warning=f"{g.metric}: the raters disagree (Krippendorff's alpha "
                                               f"{agreement['alpha']:.2f}): this pass rests on unreliable ratings")
+            if ok and g.metric.startswith(HUMAN_PREFIX) and entry.get("stale"):
+                r.update(status=WARN, warning=f"{g.metric}: {entry['stale']} of the rated answers of {candidate} are "
+                                              "not its answers in the current eval: export and rate a new sheet")
         elif g.kind in ("regression", "canary"):
             bname = g.baseline or baseline or DEFAULT_BASELINE
             if bname not in runs:

@@ -255,18 +255,22 @@ def alpha(data: Sequence[Sequence[float]], level: str) -> float | None:
     return a if math.isfinite(a) else None
 
 
-def _judge_scores(store: Store, doc: dict, summary: dict | None) -> dict[tuple[str, str, str], float]:
-    """(candidate, item hash, answer hash) -> judge_score, from the sheet's eval runs and the current ones."""
-    out: dict[tuple[str, str, str], float] = {}
-    run_ids = list((doc.get("runs") or {}).items())
-    run_ids += [(r["candidate"], r.get("run_id")) for r in (summary or {}).get("runs") or []]
-    for cand, rid in run_ids:
+def _stored_answers(store: Store, doc: dict, summary: dict | None):
+    """(judge scores, current answers): (candidate, item hash, answer hash) -> judge_score from the sheet's
+    eval runs and the current ones; (candidate, item hash) -> answer hash in the current stored eval."""
+    judge: dict[tuple[str, str, str], float] = {}
+    current: dict[tuple[str, str], str] = {}
+    now = [(r["candidate"], r.get("run_id")) for r in (summary or {}).get("runs") or []]
+    for cand, rid in list((doc.get("runs") or {}).items()) + now:
         run = store.get_run(rid) if rid else None
         for row in ((run or {}).get("result") or {}).get("per_item") or []:
+            sha = _sha(row.get("output"))
+            if (cand, rid) in now and row.get("output") is not None:
+                current[cand, row["item"]] = sha
             s = (row.get("scores") or {}).get("judge_score")
             if s is not None:
-                out.setdefault((cand, row["item"], _sha(row.get("output"))), float(s))
-    return out
+                judge.setdefault((cand, row["item"], sha), float(s))
+    return judge, current
 
 
 def _spearman(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, Any]:
@@ -309,12 +313,20 @@ def analyse(project: Project, store: Store, sheet_id: str | None = None) -> dict
         summary = stored_results(project, store)
     except AdviseError:
         summary = None
-    judge = _judge_scores(store, doc, summary)
+    judge, current = _stored_answers(store, doc, summary)
+    stale = {c: sum(1 for code in units if key[code]["candidate"] == c
+                    and current.get((c, key[code]["item"]), key[code]["output_sha"]) != key[code]["output_sha"])
+             for c in cands}
     level = "nominal" if scale == "pass/fail" else "ordinal"
     out: dict[str, Any] = {"sheet": sheet_id, "scale": scale, "criteria": doc["criteria"], "candidates": cands,
                            "raters": raters, "items": len(items), "rows": len(units), "ratings": len(ratings),
                            "agreement_level": level, "by_criterion": {}, "warnings": [],
                            "thresholds": {k: _threshold(k) for k in ("reliable", "tentative")}}
+    out["stale"] = {c: n for c, n in stale.items() if n}
+    for c, n in out["stale"].items():
+        out["warnings"].append(f"{c}: {n} of the rated answers are no longer its answers in the current stored eval "
+                               "(retrained, or another prompt?): its ratings are of an older model; export a new "
+                               "sheet")
     if len(raters) < 2:
         out["warnings"].append("one rater only: inter-rater agreement needs at least two (each fills a copy of the "
                                "sheet)")
@@ -392,7 +404,7 @@ def gate_metrics(project: Project, store: Store) -> dict[str, dict[str, Any]] | 
         name = GATE_PREFIX + crit
         for c, m in block["candidates"].items():
             out[c]["metrics"][name] = {"value": m["value"], "ci": m["ci"], "n": m["n"], "sheet": res["sheet"],
-                                       "agreement": block["agreement"]}
+                                       "agreement": block["agreement"], "stale": res["stale"].get(c, 0)}
         sums: dict[tuple[str, str], list[float]] = {}
         for (code, _), values in ratings.items():
             if crit in values and code in key:

@@ -46,7 +46,8 @@ def _set(root, **keys):
 
 @pytest.fixture
 def evaluated(tmp_path):
-    """The ticket project evaluated (24 items) by the fake server, with the server as judge."""
+    """(project, server state, URL): the ticket project evaluated (24 items) by the fake server, with the server
+    as judge."""
     root = copy_project(tmp_path / "ticket", None, max_items=N)
     truth = {}
     for line in (root / EVAL_FILE).read_text().splitlines()[:N]:
@@ -62,7 +63,7 @@ def evaluated(tmp_path):
                "--judge-model", "judge", "--retriever", "bm25", "--canary", "none", "--no-progress", "--json")
     assert r.exit_code == 0, r.stderr
     assert [x["candidate"] for x in json.loads(r.stdout)["runs"]] == [ZS, FS]
-    yield root
+    yield root, state, url
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
@@ -111,7 +112,7 @@ def test_alpha_matches_the_published_example():
 
 
 def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_and_the_judge(evaluated, tmp_path):
-    root = evaluated
+    root, server, url = evaluated
     sheet = tmp_path / "sheet.csv"
     r = invoke("eval", str(root), "--export-ratings", str(sheet), "--rating-items", "20", "--rating-seed", "3")
     assert r.exit_code == 0, r.stderr
@@ -215,10 +216,25 @@ def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_an
     assert 'id="ratings"' in html and "Krippendorff" in html and f"{fs['value']:.2f}" in html
     assert "rater0, rater1, rater2" in html
 
+    # the zero-shot candidate changes (every answer now right): its ratings are of older answers
+    server.good = set(server.truth)
+    r = invoke("eval", str(root), "--endpoint", url, "--endpoint-model", "fake", "--judge-endpoint", url,
+               "--judge-model", "judge", "--retriever", "bm25", "--canary", "none", "--no-progress", "--no-cache")
+    assert r.exit_code == 0, r.stderr
+    changed = sum(1 for r in zs_rows if r["row"] not in right)
+    r = invoke("eval", str(root), "--import-ratings", str(files[0]), "--json")
+    res = json.loads(r.stdout)
+    assert res["stale"] == {ZS: changed} and any(w.startswith(f"{ZS}: {changed} of the rated answers")
+                                                 for w in res["warnings"])
+    _set(root, eval={"gates": {"human.accuracy": ">= 2"}})
+    g = json.loads(invoke("gate", str(root), "--candidate", ZS, "--json").stdout)
+    assert g["gates"][0]["status"] == "warn" and "export and rate a new sheet" in g["warnings"][0]
+    assert json.loads(invoke("gate", str(root), "--candidate", FS, "--json").stdout)["status"] == "pass"
+
 
 def test_published_example_through_the_sheets(evaluated, tmp_path):
     """The 12 units of Krippendorff (2011) as the 12 rows of a 6-item sheet rated by 4 raters."""
-    root = evaluated
+    root, server, url = evaluated
     _set(root, ratings={"criteria": ["accuracy"], "scale": "1-5"})
     sheet = tmp_path / "s.csv"
     assert invoke("eval", str(root), "--export-ratings", str(sheet), "--rating-items", "6").exit_code == 0
@@ -236,7 +252,7 @@ def test_published_example_through_the_sheets(evaluated, tmp_path):
 
 
 def test_pass_fail_jsonl_sheets_use_nominal_alpha(evaluated, tmp_path):
-    root = evaluated
+    root, server, url = evaluated
     _set(root, ratings={"criteria": {"correct": "Is the queue right?"}, "scale": "pass/fail", "show_reference": False})
     sheet = tmp_path / "s.jsonl"
     r = invoke("eval", str(root), "--export-ratings", str(sheet), "--rating-items", "8")
@@ -270,7 +286,7 @@ def test_pass_fail_jsonl_sheets_use_nominal_alpha(evaluated, tmp_path):
 
 
 def test_a_bad_cell_names_file_and_line_and_nothing_is_stored(evaluated, tmp_path):
-    root = evaluated
+    root, server, url = evaluated
     sheet = tmp_path / "s.csv"
     assert invoke("eval", str(root), "--export-ratings", str(sheet), "--rating-items", "4").exit_code == 0
     rows = read_csv(sheet)
@@ -332,7 +348,7 @@ def test_formula_text_is_quoted_on_a_csv_sheet():
 
 
 def test_export_refusals(tmp_path, evaluated):
-    root = evaluated
+    root, server, url = evaluated
     existing = tmp_path / "mine.csv"
     existing.write_text("my filled sheet\n")
     r = invoke("eval", str(root), "--export-ratings", str(existing))
