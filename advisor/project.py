@@ -253,6 +253,7 @@ def _key_line(node: yaml.Node | None, path: tuple) -> int | None:
 _UNION_HINTS = {
     ("eval", "gates"): 'expected a threshold like ">= 0.85", a number, a mapping like {min: 0.4, on: lower_bound}, '
                        "or for items: a list of {tag: NAME, no_worse: true}",
+    ("ratings", "criteria"): "expected a list of criterion names, or a mapping of name: what the rater judges",
 }
 
 

@@ -365,3 +365,6 @@ def test_export_refusals(tmp_path, evaluated):
     _set(fresh, ratings={"scale": "5-1"})
     r = invoke("eval", str(fresh), "--export-ratings", str(tmp_path / "s.csv"))
     assert r.exit_code == 2 and "ratings.scale" in r.stderr and "project.yaml:" in r.stderr
+    _set(fresh, ratings={"scale": "1-5", "criteria": 5})
+    r = invoke("eval", str(fresh), "--export-ratings", str(tmp_path / "s.csv"))
+    assert r.exit_code == 2 and "ratings.criteria has the wrong form: expected a list of criterion names" in r.stderr
