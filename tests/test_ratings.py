@@ -128,10 +128,13 @@ def test_export_is_blinded_and_the_ratings_report_means_differences_agreement_an
     assert set(key) == {r["row"] for r in rows}
     firsts = [key[r["row"]]["candidate"] for r in rows if r["answer"] == "A"]
     assert set(firsts) == {ZS, FS}  # the order is drawn per item, not fixed
-    # the same seed samples the same items
+    # the same seed samples the same items; --json describes the sheet, never its key
     again = tmp_path / "again.csv"
-    assert invoke("eval", str(root), "--export-ratings", str(again), "--rating-items", "20",
-                  "--rating-seed", "3").exit_code == 0
+    r = invoke("eval", str(root), "--export-ratings", str(again), "--rating-items", "20", "--rating-seed", "3", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["candidates"] == [ZS, FS] and doc["rows"] == 40 and "key" not in doc
+    assert not any(code in r.stdout for code in sheet_key(root, doc["sheet"]))
     assert sorted({r["question"] for r in read_csv(again)}) == sorted({r["question"] for r in rows})
 
     # three raters: accuracy from the reference (right 5, wrong 1 or 2), the rest by taste
@@ -319,6 +322,16 @@ def test_a_bad_cell_names_file_and_line_and_nothing_is_stored(evaluated, tmp_pat
     r = invoke("gate", str(root), "--candidate", FS)
     assert r.exit_code == 2 and "no human ratings are stored" in r.stderr
     assert f"project.yaml:{load_project(root).key_line('eval', 'gates')}:" in r.stderr
+    # a cell with line breaks (a long answer) spans lines: errors still name the physical line of the row
+    rs = fill(rows, "cy", lambda _r: {"accuracy": 2})
+    rs[0]["response"] = "first line\nsecond line\nthird line"
+    rs[2]["accuracy"] = "x"
+    f = write_csv(tmp_path / "multiline.csv", rs)
+    lines = f.read_text(encoding="utf-8").splitlines()
+    at = next(n for n, text in enumerate(lines, 1) if text.startswith(f"{rs[2]['sheet']},{rs[2]['row']},"))
+    assert at == 6
+    r = invoke("eval", str(root), "--import-ratings", str(f))
+    assert r.exit_code == 2 and f"{f}:{at}: accuracy: 'x' is not on the 1-5 scale" in r.stderr
     r = invoke("eval", str(root), "--import-ratings", str(sheet))  # the sheet as exported: nothing rated
     assert r.exit_code == 2 and "no rating in the sheet" in r.stderr
     r = invoke("eval", str(root), "--import-ratings", str(good), "--import-ratings", str(good))
