@@ -68,11 +68,25 @@ def _select(names: list[str], wanted: Sequence[str] | None) -> list[str]:
     return out
 
 
+def _no_eval(project: Project, store: Store, max_items: int | None) -> AdviseError:
+    newest = store.latest_run("eval_summary")
+    why = ""
+    if newest and newest.get("result"):
+        n_then = newest["result"].get("items")
+        n_now = len(make_items(load_project_data(project).eval, max_items or project.eval.max_items))
+        why = (f" (the newest stored eval covers {n_then} items and this export {n_now}: give the eval's "
+               f"--max-items {n_then} with --export-ratings)" if n_then != n_now
+               else " (the stored evals are of other eval data or another base model)")
+    return AdviseError(f"no stored eval results for the current eval data{why}: run advise eval first, then "
+                       "export the rating sheet", file=store.path)
+
+
 def export_sheet(project: Project, store: Store, path: Path, *, n_items: int | None = None, seed: int | None = None,
-                 candidates: Sequence[str] | None = None, command: str | None = None) -> dict:
+                 candidates: Sequence[str] | None = None, max_items: int | None = None,
+                 command: str | None = None) -> dict:
     """Write a blinded rating sheet of ``n_items`` eval items (sampled with ``seed``) x the candidates of the
-    stored eval results to ``path``, and keep its key in the store. Returns the sheet's stored document
-    (without the key)."""
+    stored eval results (of an eval of ``max_items`` items, as given to it) to ``path``, and keep its key in
+    the store. Returns the sheet's stored document (without the key)."""
     spec = project.ratings
     n_items = spec.items if n_items is None else n_items
     seed = spec.seed if seed is None else seed
@@ -80,14 +94,13 @@ def export_sheet(project: Project, store: Store, path: Path, *, n_items: int | N
     if Path(path).exists():
         raise AdviseError("--export-ratings: the file exists (a filled sheet may be in it); give a new file name",
                           file=path)
-    summary = stored_results(project, store)
+    summary = stored_results(project, store, max_items)
     if not summary or not summary.get("runs"):
-        raise AdviseError("no stored eval results for the current eval data: run advise eval first, then export "
-                          "the rating sheet", file=store.path)
+        raise _no_eval(project, store, max_items)
     runs = {r["candidate"]: r for r in summary["runs"]}
     names = _select(list(runs), candidates)
     answers = {name: {row["item"]: row for row in _per_item(store, runs[name])} for name in names}
-    items = make_items(load_project_data(project).eval, project.eval.max_items)
+    items = make_items(load_project_data(project).eval, max_items or project.eval.max_items)
     usable = [it for it in items
               if all((answers[c].get(it.hash) or {}).get("output") is not None
                      and not (answers[c].get(it.hash) or {}).get("error") for c in names)]

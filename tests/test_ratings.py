@@ -372,6 +372,14 @@ def test_export_refusals(tmp_path, evaluated):
     assert r.exit_code == 2 and "--candidate tuned:*: no stored eval results" in r.stderr
     r = invoke("eval", str(root), "--rating-items", "3")
     assert r.exit_code == 2 and "go with --export-ratings" in r.stderr
+    # an eval of part of the set (--max-items) is exported by naming it
+    _set(root, eval={"max_items": None})
+    r = invoke("eval", str(root), "--export-ratings", str(tmp_path / "part.csv"))
+    assert r.exit_code == 2 and f"covers {N} items and this export 100: give the eval's --max-items {N}" in r.stderr
+    r = invoke("eval", str(root), "--export-ratings", str(tmp_path / "part.csv"), "--max-items", str(N),
+               "--rating-items", "5")
+    assert r.exit_code == 0, r.stderr
+    assert len(read_csv(tmp_path / "part.csv")) == 10
     fresh = copy_project(tmp_path / "fresh", None)
     r = invoke("eval", str(fresh), "--export-ratings", str(tmp_path / "s.csv"))
     assert r.exit_code == 2 and "run advise eval first" in r.stderr and not (tmp_path / "s.csv").exists()

@@ -100,13 +100,15 @@ def ratings_options(fn):
         if export_ratings and import_ratings:
             raise AdviseError("--export-ratings and --import-ratings are two steps: give one of them")
         run_ratings(kw["project_dir"], export=export_ratings, imports=import_ratings, n_items=rating_items,
-                    seed=rating_seed, candidates=kw.get("candidates"), as_json=kw.get("as_json", False))
+                    seed=rating_seed, candidates=kw.get("candidates"), as_json=kw.get("as_json", False),
+                    max_items=kw.get("max_items"))
         return None
 
     opts = [
         click.option("--export-ratings", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      metavar="FILE", help="Write a blinded human rating sheet (.csv or .jsonl) of the stored eval "
-                     "answers instead of evaluating (--candidate narrows the candidates; docs/human-ratings.md)."),
+                     "answers instead of evaluating (--candidate narrows the candidates, --max-items names the "
+                     "eval; docs/human-ratings.md)."),
         click.option("--import-ratings", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
                      metavar="FILE", help="Read filled rating sheets (repeat for several raters' files), store the "
                      "ratings and report means, differences and agreement."),
@@ -121,13 +123,13 @@ def ratings_options(fn):
 
 
 def run_ratings(project_dir: Path, *, export: Path | None, imports, n_items: int | None, seed: int | None,
-                candidates=None, as_json: bool = False) -> None:
+                candidates=None, as_json: bool = False, max_items: int | None = None) -> None:
     project = load_project(project_dir)
     if export is not None:
         cmd = f"advise eval --export-ratings {export}"
         with writing(project, "advise eval --export-ratings"), Store.for_project(project) as store:
             doc = human.export_sheet(project, store, export, n_items=n_items, seed=seed,
-                                     candidates=list(candidates or []) or None, command=cmd)
+                                     candidates=list(candidates or []) or None, max_items=max_items, command=cmd)
         if as_json:
             click.echo(json.dumps(doc, indent=2, default=str))
             return
