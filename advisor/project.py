@@ -124,6 +124,56 @@ class TrainSpec(TrainingFields, LoraFields):
     model_config = ConfigDict(extra="allow")
 
 
+DEFAULT_CRITERIA = {
+    "relevance": "Does the answer address what was asked?",
+    "accuracy": "Is what it states factually correct? (Check it against the reference where one is shown.)",
+    "tone": "Is the tone right for the task and the reader?",
+    "completeness": "Does it cover everything the question needs?",
+}
+
+
+class RatingsSpec(_Strict):
+    """project.yaml's optional ``ratings:`` block: the blinded human rating sheets of ``advise eval
+    --export-ratings`` (docs/human-ratings.md)."""
+
+    items: int = Field(20, ge=1, le=100_000, description="Eval items sampled (seeded) into a rating sheet.")
+    seed: int = Field(0, description="Seed of the item sample and of the answer order per item.")
+    scale: str = Field("1-5", description='"1-5" (or another "LOW-HIGH" range of integers), or "pass/fail".')
+    criteria: list[str] | dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CRITERIA),
+        description="Criteria to rate: names, or name -> what the rater should judge.")
+    show_reference: bool = Field(True, description="Show the reference answer on the sheet.")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("pass/fail", "pass_fail", "passfail"):
+            return "pass/fail"
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", v)
+        if not m or int(m.group(1)) >= int(m.group(2)) or int(m.group(2)) - int(m.group(1)) > 100:
+            raise ValueError('expected "1-5" (a LOW-HIGH range of integers) or "pass/fail"')
+        return f"{int(m.group(1))}-{int(m.group(2))}"
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, v):
+        names = list(v)
+        if not names:
+            raise ValueError("name at least one criterion")
+        for n in names:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(n)):
+                raise ValueError(f"criterion {n!r}: use letters, digits and '_' (it becomes a column and a gate key)")
+        if len(set(names)) != len(names):
+            raise ValueError("a criterion is named twice")
+        return v
+
+    def criteria_map(self) -> dict[str, str]:
+        """criterion -> what to judge ("" when only named)."""
+        return dict(self.criteria) if isinstance(self.criteria, dict) else {c: DEFAULT_CRITERIA.get(c, "")
+                                                                            for c in self.criteria}
+
+
 class TrackingSpec(_Strict):
     mlflow: str | None = Field(None, description="MLflow tracking URI (e.g. sqlite:///mlflow.db, relative to the project).")
 
@@ -138,6 +188,7 @@ class Project(_Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    ratings: RatingsSpec = Field(default_factory=RatingsSpec)
 
     # set by load_project, not part of the file
     root: Path | None = Field(None, exclude=True)
@@ -220,6 +271,7 @@ def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
 _UNION_HINTS = {
     ("eval", "gates"): 'expected a threshold like ">= 0.85", a number, a mapping like {min: 0.4, on: lower_bound}, '
                        "or for items: a list of {tag: NAME, no_worse: true}",
+    ("ratings", "criteria"): "expected a list of criterion names, or a mapping of name: what the rater judges",
 }
 
 

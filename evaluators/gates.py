@@ -35,6 +35,7 @@ from evaluators.baselines import baseline_text, baseline_values
 from evaluators.benchmarks import GATE_PREFIX, attach_to_views
 from evaluators.items import item_name, make_items
 from evaluators.metrics import MetricError, get_metric, list_metrics
+from evaluators.ratings import gate_metrics
 from evaluators.results import stored_results
 from evaluators.runner import run_eval
 from evaluators.sampling import SAMPLED_GATES
@@ -46,6 +47,7 @@ _EXPR = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*
 DEFAULT_MARGIN = 0.0
 DEFAULT_BASELINE = "base:zero-shot"
 ALPHA = 0.05  # the family-wise error rate Holm's adjustment keeps across a gate's paired tests
+HUMAN_PREFIX = "human."  # gates on imported human ratings: human.CRITERION (evaluators.ratings)
 
 
 class NothingToGate(AdviseError):
@@ -137,6 +139,8 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
 
     def bad(key: str, why: str):
         path = [int(x) if x.isdigit() else x for x in re.split(r"[.\[\]]+", key) if x]
+        if key.startswith(HUMAN_PREFIX) and len(path) > 1:  # human.accuracy is one key of eval.gates
+            path = [f"{path[0]}.{path[1]}", *path[2:]]
         line = line_of("eval", "gates", *path) if line_of is not None else None  # the deepest key found
         raise AdviseError(f"eval.gates.{key}: {why}", file=file, line=line)
 
@@ -173,8 +177,11 @@ def parse_gates(spec: dict, *, file: str = "project.yaml", known_metrics: set[st
                 gates.append(Gate(f"no item tagged '{r['tag']}' gets worse", "items", metric=r.get("metric"),
                                   tag=str(r["tag"]), baseline=r.get("baseline"), key=f"{key}[{i}]"))
             continue
-        info = _metric_info(key)
-        if info is None or (known_metrics is not None and key not in known_metrics):
+        human = key.startswith(HUMAN_PREFIX)
+        if human and not re.fullmatch(r"human\.[A-Za-z][A-Za-z0-9_]*", key):
+            bad(key, "expected human.CRITERION, a criterion of the rating sheets (docs/human-ratings.md)")
+        info = None if human else _metric_info(key)
+        if not human and (info is None or (known_metrics is not None and key not in known_metrics)):
 
             names = sorted(known_metrics if known_metrics is not None else list_metrics())
             bad(key, f"unknown metric '{key}'{did_you_mean(str(key), [*names, 'canary', 'items'])} "
@@ -412,6 +419,12 @@ def _one_gate(g: Gate, runs: dict[str, RunView], cand: RunView, candidate: str, 
         if entry is None and g.metric in SAMPLED_GATES:
             raise AdviseError(f"eval.gates.{g.key}: the stored eval of {candidate} has no {g.metric}: it comes from "
                               "repeated sampling, advise eval --samples K --temperature T (T > 0)")
+        human = g.metric.startswith(HUMAN_PREFIX)
+        if entry is None and human:
+            rated = ", ".join(sorted(m for m in cand.metrics if m.startswith(HUMAN_PREFIX))) or "none"
+            raise AdviseError(f"eval.gates.{g.key}: the imported human ratings have no {g.metric[len(HUMAN_PREFIX):]} "
+                              f"ratings of {candidate} (rated: {rated}); "
+                              "put the candidate and the criterion on a rating sheet (advise eval --export-ratings)")
         if entry is None:
             raise AdviseError(f"eval.gates.{g.key}: the eval results of {candidate} have no {g.metric} "
                               f"(they have {', '.join(sorted(cand.metrics)) or 'none'}); add it to eval.metrics")
@@ -422,7 +435,16 @@ def _one_gate(g: Gate, runs: dict[str, RunView], cand: RunView, candidate: str, 
         r.update(status=PASS if ok else FAIL, observed=round(x, 4), threshold=g.threshold, op=g.op, on=g.on,
                  ci=entry.get("ci"),
                  message=f"{g.metric} {'' if g.on == 'value' else g.on.replace('_', ' ') + ' '}{x:.4f} "
-                         f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} ({cand.items} items)")
+                         f"{'meets' if ok else 'misses'} {g.op} {g.threshold:g} "
+                         + (f"({entry.get('n')} rated items, sheet {entry.get('sheet')})" if human
+                            else f"({cand.items} items)"))
+        agreement = entry.get("agreement") or {}
+        if ok and human and agreement.get("reading") == "unreliable":
+            r.update(status=WARN, warning=f"{g.metric}: the raters disagree (Krippendorff's alpha "
+                                          f"{agreement['alpha']:.2f}): this pass rests on unreliable ratings")
+        if ok and human and entry.get("stale"):
+            r.update(status=WARN, warning=f"{g.metric}: {entry['stale']} of the rated answers of {candidate} are "
+                                          "not its answers in the current eval: export and rate a new sheet")
     elif g.kind in ("regression", "canary", "benchmark"):
         bname = g.baseline or baseline or DEFAULT_BASELINE
         if bname not in runs:
@@ -563,6 +585,23 @@ def _no_results(project: Project, store: Store) -> AdviseError:
     return AdviseError(f"no stored eval results for the current eval data{why}: run advise eval", file=store.path)
 
 
+def _attach_human(project: Project, store: Store, views: dict[str, RunView]) -> None:
+    """Add the imported human ratings (``human.CRITERION``: mean rating with its 95% CI, and per-item mean
+    ratings for regression gates) to the candidates' views."""
+    human = gate_metrics(project, store)
+    if human is None:
+        raise AdviseError("eval.gates has human.* gates and no human ratings are stored: export a sheet with "
+                          "advise eval --export-ratings FILE, have it filled, then --import-ratings FILE",
+                          file=project.project_file, line=project.key_line("eval", "gates"))
+    for name, v in views.items():
+        h = human.get(name)
+        if not h:
+            continue
+        v.metrics.update(h["metrics"])
+        for metric, by_item in h["scores"].items():
+            v.scores[metric] = [by_item.get(i) for i in v.item_ids]
+
+
 def check_project(project: Project, store: Store, *, candidate: str | None = None, baseline: str | None = None,
                   summary: dict | None = None, evaluate_first: bool = False, progress: bool = False,
                   command: str | None = None) -> dict:
@@ -584,6 +623,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
             raise _no_results(project, store)
         summary = run_eval(project, store=store, progress=progress)
     views = load_views(store, summary, item_tags(project))
+    if any(g.metric and g.metric.startswith(HUMAN_PREFIX) for g in gates):
+        _attach_human(project, store, views)
     for role, name in (("baseline", baseline), ("candidate", candidate)):
         if name is not None and name not in views:
             raise AdviseError(f"{role} {name}: no stored eval results for it (have: {', '.join(sorted(views))})",

@@ -14,6 +14,7 @@ import click
 
 from advisor.assess.assessment import stored_leakage
 from advisor.cli.main import guard, project_arg
+from advisor.cli.ratings import ratings_options
 from advisor.cli.views import plain, print_eval_stats
 from advisor.errors import AdviseError
 from advisor.lock import writing
@@ -235,6 +236,7 @@ def _opt(*decls: str, setting: str, **kw):
               help="Answers per item (with --temperature above 0): pass@k, pass^k, within/between-item variance "
                    "and flaky items (docs/eval.md).")
 @guard
+@ratings_options
 def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint, endpoint_model, api_key_env,
              concurrency, timeout, max_retries, max_items, no_cache, seed, temperature, batch_size, retriever, canary,
              benchmarks, judge_model, judge_endpoint, judge_api_key_env, local_backend, trust_remote_code, no_progress,
@@ -246,6 +248,7 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
     Candidates: base:zero-shot, base:few-shot, base:rag, tuned:<method> (every finished train run),
     endpoint:<model>:<strategy> (with --endpoint). Answers are cached in .advise/: an unchanged re-run
     makes no model call, an interrupted one resumes. Exit 2 when nothing can be evaluated.
+    --export-ratings / --import-ratings: human rating sheets of the stored answers (no model call).
     """
     from rich.console import Console
 

@@ -13,6 +13,7 @@ from advisor.store import Store
 from advisor.versions import versions
 from evaluators.gates import NothingToGate, check_project
 from evaluators.length import length_notes
+from evaluators.ratings import analyse as analyse_ratings
 from evaluators.results import stored_results
 
 
@@ -140,6 +141,10 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
     if commands:
         repro["commands"] = "\n".join(dict.fromkeys(reversed(commands)))
     gate = _gate(project, store, ev)
+    try:
+        ratings = analyse_ratings(project, store)
+    except AdviseError as e:  # a report still renders; the problem is shown where the ratings would be
+        ratings = {"error": e.render()}
     probe_run = store.latest_run("probe")
     return {
         "project": {"name": project.name, "task": project.task, "base_model": project.base_model},
@@ -149,6 +154,7 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         "eval": eval_block,
         "train": train,
         "gate": gate,
+        "ratings": ratings,
         "repro": repro,
         "pipeline": pipeline,
         "eval_note": eval_note,

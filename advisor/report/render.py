@@ -203,6 +203,7 @@ def render_report(data: dict) -> str:
         pipeline={"notes": [], "training_note": None, **(data.get("pipeline") or {})},
         eval_note=data.get("eval_note"), train_note=data.get("train_note"),
         probe=data.get("probe"), probe_charts=_probe_charts(data.get("probe")),
+        ratings=data.get("ratings"),
     )
 
 
