@@ -76,6 +76,19 @@ class EvalSpec(_Strict):
     rag_top_k: int = Field(3, ge=1, le=50)
     max_items: int | None = Field(None, ge=1, description="Evaluate at most this many held-out items.")
     max_new_tokens: int = Field(64, ge=1, le=4096)
+    candidates: dict[str, str] = Field(
+        default_factory=dict, description="NAME -> a model directory (e.g. one advise export wrote), relative to the "
+        "project or absolute, evaluated as candidate tuned:NAME: how a model trained elsewhere reaches CI")
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+                raise ValueError(f"candidate name {name!r}: use letters, digits, '.', '-' and '_' (it becomes tuned:NAME)")
+            if not str(path).strip():
+                raise ValueError(f"candidate {name}: give the model directory")
+        return v
 
 
 class TrainSpec(TrainingFields, LoraFields):
