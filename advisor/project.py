@@ -114,6 +114,19 @@ class EvalSpec(_Strict):
     cluster_field: str | None = Field(
         None, description="Record field naming the cluster an item belongs to (e.g. doc_id or metadata.doc_id): "
                           "intervals use cluster-robust standard errors (Miller 2024).")
+    candidates: dict[str, str] = Field(
+        default_factory=dict, description="NAME -> a model directory (e.g. one advise export wrote), relative to the "
+        "project or absolute, evaluated as candidate tuned:NAME: how a model trained elsewhere reaches CI")
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+                raise ValueError(f"candidate name {name!r}: use letters, digits, '.', '-' and '_' (it becomes tuned:NAME)")
+            if not str(path).strip():
+                raise ValueError(f"candidate {name}: give the model directory")
+        return v
 
 
 class TrainSpec(TrainingFields, LoraFields):

@@ -7,6 +7,9 @@
   model directory, or a sequence classifier), prompted as it was trained (zero-shot, no added
   instruction); ``tuned:<method>:<strategy>`` with another strategy; older runs of the same method are
   ``tuned:<method>@<run id>``.
+* ``tuned:<name>`` for each ``eval.candidates`` entry of project.yaml: a model directory named there
+  (an exported model, a peft adapter on the base model, a classifier), prompted as trained: how a model
+  trained elsewhere reaches a fresh checkout's CI.
 * ``endpoint:<model>:<strategy>`` -- an OpenAI-compatible server.
 """
 
@@ -213,6 +216,8 @@ def plan_candidates(project: Project, store: Store, *, strategies: Sequence[str]
                                  train_run=t["run"]["id"], method=t["method"], stem=t["stem"])
             default = endpoint is None and (s == "zero-shot" if not strategies else s in wanted)
             universe.append((spec, default))
+    universe += [(spec, endpoint is None and "zero-shot" in wanted)
+                 for spec in named_models(project, universe, local_backend)]
     if names:
         chosen, unknown = [], []
         for pat in names:
@@ -233,6 +238,34 @@ def plan_candidates(project: Project, store: Store, *, strategies: Sequence[str]
                               "or an OpenAI-compatible endpoint to evaluate", file=project.project_file)
         raise AdviseError("no candidate to evaluate with the strategies asked for")
     return chosen
+
+
+def named_models(project: Project, universe: list[tuple[CandidateSpec, bool]],
+                 local_backend: str = "transformers") -> list[CandidateSpec]:
+    """``eval.candidates`` of project.yaml: model directories (an exported model, a full model, a peft
+    adapter on the base model, a sequence classifier) evaluated zero-shot as ``tuned:NAME``, prompted as
+    trained; a fresh checkout with no run store gates them."""
+    out = []
+    taken = {sp.name for sp, _ in universe}
+    for name, path in project.eval.candidates.items():
+        line = project.key_line("eval", "candidates", name)
+        d = Path(path).expanduser()
+        d = d if d.is_absolute() or project.root is None else project.root / d
+        if not (d / "config.json").is_file() and not (d / "adapter_config.json").is_file():
+            raise AdviseError(f"eval.candidates.{name}: {path} is not a model directory (no config.json or "
+                              "adapter_config.json)", file=project.project_file, line=line)
+        if f"tuned:{name}" in taken:
+            raise AdviseError(f"eval.candidates.{name}: tuned:{name} is also a training run's candidate; "
+                              "give the model directory another name", file=project.project_file, line=line)
+        adapter = str(d) if (d / "adapter_config.json").is_file() else None
+        backend = "classifier" if not adapter and is_classifier_dir(d) else local_backend
+        model = base_model_ref(project) if adapter else str(d)
+        if adapter and not model:
+            raise AdviseError(f"eval.candidates.{name}: an adapter needs the project's base_model",
+                              file=project.project_file, line=line)
+        out.append(CandidateSpec(f"tuned:{name}", "tuned", backend, model, "zero-shot", adapter=adapter,
+                                 instruction=False, method=name, stem=f"tuned:{name}"))
+    return out
 
 
 def candidate_order(spec: CandidateSpec) -> tuple:

@@ -41,7 +41,7 @@ def answers(refs, accuracy, seed, wrong=None):
     return [r if i in right else (wrong or next(x for x in LABELS if x != r)) for i, r in enumerate(refs)]
 
 
-def store_eval(p, outputs: dict[str, list[str]]):
+def store_eval(p, outputs: dict[str, list[str]], extra: dict | None = None):
     """What `advise eval` stores: one eval run per candidate with per-item outputs and accuracy scores, and
     a summary (keyed by the eval items and base model) with the runs' 95% intervals and paired comparisons
     of the first candidate against every other and of every untuned one against every tuned one."""
@@ -72,7 +72,7 @@ def store_eval(p, outputs: dict[str, list[str]]):
                                                    "higher_is_better": True}},
                           "regressions_total": len(worse), "regressions": []})
         summary = {"primary_metric": "accuracy", "metrics": ["accuracy"], "items": len(items),
-                   "data": {"eval_items": len(items)}, "settings": {}, "runs": runs, "comparisons": comps}
+                   "data": {"eval_items": len(items)}, "settings": {}, "runs": runs, "comparisons": comps, **(extra or {})}
         sid = s.start_run("eval_summary", name=p.name, inputs_hash=summary_key(p, items))
         s.finish_run(sid, "done", summary)
     return refs

@@ -9,6 +9,8 @@ from advisor.errors import AdviseError
 from advisor.methods import estimate_row
 from advisor.project import Project
 from advisor.report.decision import decide
+from advisor.report.plan import plan
+from advisor.report.provenance import provenance
 from advisor.store import Store
 from advisor.versions import versions
 from evaluators.gates import NothingToGate, check_project
@@ -117,6 +119,7 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
                       "comparisons": ev.get("comparisons") or [], "worse": _worse(ev), "canary": _canary(ev),
                       "honesty": _honesty(ev), "benchmarks": ev.get("benchmarks") or None,
                       **{k: ev.get(k) for k in ("multiplicity", "clusters", "slices", "samples")}}
+    trained_on: dict = {}
     repro = {
         "project.yaml": project.project_file.read_text(encoding="utf-8") if project.project_file.is_file() else "",
         "data": json.dumps({k: (assessment or {}).get("data", {}).get(k, {}) and {
@@ -130,7 +133,8 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
         repro["training run"] = json.dumps({k: train.get(k) for k in ("run_id", "method", "artifact", "run_dir")},
                                            indent=1)
         tr = store.get_run(train["run_id"]) or {}
-        if tr.get("config", {}).get("data"):
+        trained_on = tr.get("config", {}).get("data") or {}
+        if trained_on:
             repro["data hashes"] = json.dumps(tr["config"]["data"], indent=1, default=str)
         if tr.get("command"):
             repro["training command"] = tr["command"]
@@ -146,10 +150,14 @@ def collect(project: Project, store: Store, *, pipeline: dict | None = None) -> 
     except AdviseError as e:  # a report still renders; the problem is shown where the ratings would be
         ratings = {"error": e.render()}
     probe_run = store.latest_run("probe")
+    decision = decide(project, store, ev, gate, train, assessment)
     return {
         "project": {"name": project.name, "task": project.task, "base_model": project.base_model},
         "probe": (probe_run or {}).get("result"),
-        "decision": decide(project, store, ev, gate, train, assessment),
+        "decision": decision,
+        "plan": plan(project, store, ev, decision, assessment),
+        "provenance": provenance(project, assessment, ev, train, decision, (eval_block or {}).get("canary"),
+                                 trained_on),
         "assessment": assessment,
         "eval": eval_block,
         "train": train,

@@ -1,7 +1,9 @@
 """The HTML report: one self-contained file a stakeholder can open and trust.
 
-* the decision first (``decision.py``: ship, do not ship or inconclusive), then the verdict, results
-  (with examples side by side), training, data health, cost and reproducibility;
+* the decision first (``decision.py``: ship, do not ship or inconclusive), the plan after it (``plan.py``:
+  an online A/B test's size, what to monitor and when to re-train), then the verdict, results
+  (with examples side by side), training, data health, cost, provenance and risk (``provenance.py``)
+  and reproducibility;
 * numbers read right: each metric's direction is named and colours follow it (a falling perplexity is
   green), p-values read "< 0.001", thousands are separated, each column has one unit (in its header);
 * readable on a phone (tables scroll in place, example tables become cards) and printable;
@@ -204,6 +206,7 @@ def render_report(data: dict) -> str:
         eval_note=data.get("eval_note"), train_note=data.get("train_note"),
         probe=data.get("probe"), probe_charts=_probe_charts(data.get("probe")),
         ratings=data.get("ratings"),
+        plan=data.get("plan"), provenance=data.get("provenance"),
     )
 
 
