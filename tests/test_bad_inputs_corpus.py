@@ -57,7 +57,7 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "broken_json_line": {ASSESS: (0, "invalid_json"), RUN: (0, "")},
     "all_lines_broken": {ASSESS: (2, "train.jsonl:1: no valid training example: the line is not valid JSON"),
                          RUN: (2, "no valid training example")},
-    "bom_data_file": {ASSESS: (0, "file_not_utf8")},  # see the README: a BOM is UTF-8; the finding misnames it
+    "bom_data_file": {ASSESS: (0, "near_duplicate")},  # a BOM is UTF-8: skipped, the records are read
     "nul_bytes_line": {ASSESS: (0, "invalid_json")},
     "nul_bytes_file": {ASSESS: (2, "train.jsonl:1: no valid training example: the line is not valid JSON")},
     "empty_data_file": {ASSESS: (2, "train.jsonl: no valid training example: the file holds no records"),
@@ -68,7 +68,7 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "record_is_a_list": {ASSESS: (0, "data_type")},
     "missing_fields": {ASSESS: (0, "message_missing_key")},
     "no_assistant_reply": {ASSESS: (2, "train.jsonl:1: no valid training example: no assistant message to learn from")},
-    "assistant_first_user_last": {ASSESS: (0, "role_order")},
+    "assistant_first_user_last": {ASSESS: (0, "no_prompt")},
     "unknown_role": {ASSESS: (0, "unrecognized_role")},
     "preference_chosen_equals_rejected": {ASSESS: (2, "chosen and rejected are identical")},
     "lookalike_labels": {ASSESS: (0, "lookalike_labels")},
@@ -76,11 +76,11 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "format_declared_mismatch": {ASSESS: (2, "the record is not of the format declared in project.yaml")},
     "huge_record": {ASSESS: (0, "over_max_length")},
     "symlink_loop": {ASSESS: (2, "data.train: 'data/a.jsonl' is a symlink loop"), RUN: (2, "is a symlink loop")},
-    "fifo_data": {ASSESS: (2, "pipe.jsonl: training data file not found")},  # see the README: not a regular file
+    "fifo_data": {ASSESS: (2, "is a named pipe (FIFO), not a regular file")},
     "data_path_outside": {ASSESS: (2, "data.train: '../../etc/passwd' points outside the project directory"),
                           RUN: (2, "points outside the project directory")},
     "data_file_missing": {ASSESS: (2, "nope.jsonl: training data file not found"), RUN: (2, "not found")},
-    "data_path_is_a_directory": {ASSESS: (2, "data: training data file not found")},
+    "data_path_is_a_directory": {ASSESS: (2, "is a directory, not a regular file")},
     # project.yaml: form
     "empty_project_yaml": {ASSESS: (2, "project.yaml: is empty"), RUN: (2, "project.yaml: is empty")},
     "project_yaml_a_list": {ASSESS: (2, "project.yaml:1: expected a mapping of keys"), RUN: (2, "expected a mapping")},

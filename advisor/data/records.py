@@ -413,6 +413,8 @@ def _line_parser(file: str, findings: Findings, stats: FileStats, declared: str 
     formats, prompt_kinds, add = stats.formats, stats.prompt_kinds, findings.add
 
     def parse(raw: bytes, lineno: int) -> Record | None:
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark (Windows editors write one): valid UTF-8, not data
         try:
             obj = loads(raw)
         except decode_error as e:
