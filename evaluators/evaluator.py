@@ -26,6 +26,7 @@ from evaluators.backends.openai import chat_url
 from evaluators.candidates import CandidateSpec, make_backend
 from evaluators.items import EvalItem, question
 from evaluators.metrics import evaluate
+from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
 from evaluators.progress import Progress
 from evaluators.strategies import Prompt, Strategy
 
@@ -228,7 +229,7 @@ class Evaluator:
                 self._judge_scores(run)
             run.seconds["answer"] = time.perf_counter() - t_start
             t0 = time.perf_counter()
-            self._score(run, metrics)
+            self._score(run, metrics, strategy)
             run.seconds["metrics"] = time.perf_counter() - t0
             self.timing["metrics"] += run.seconds["metrics"]
             self.progress.finish(task)
@@ -323,11 +324,14 @@ class Evaluator:
                 run.data[i]["judge_score"] = s
         self.timing["judge"] += time.perf_counter() - t0
 
-    def _score(self, run: CandidateRun, metrics: list[str]) -> None:
+    def _score(self, run: CandidateRun, metrics: list[str], strategy: Strategy | None = None) -> None:
         ok = run.ok
         preds = [run.outputs[i] for i in ok]
         refs = [run.items[i].references for i in ok]
         fields = [run.metric_fields(i) for i in ok]
+        if strategy is not None and set(metrics) & {*RAG_METRICS, CITATION_METRIC}:
+            for f, i in zip(fields, ok, strict=True):
+                f.update(strategy.metric_context(run.data[i], run.items[i].references))
         for m in metrics:
             if m == "judge_pairwise":
                 continue

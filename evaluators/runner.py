@@ -32,6 +32,7 @@ from evaluators.honesty import honesty_warnings, mark_comparisons, run_honesty
 from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
 from evaluators.length import size_max_new_tokens
 from evaluators.metrics import get_metric
+from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
 from evaluators.options import EvalOptions
 from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
@@ -249,6 +250,9 @@ def _metrics(project: Project, kind: str, items: list[EvalItem], specs: list[Can
     metrics = choose_metrics(project, kind, has_schema=bool(items) and not no_schema,
                              has_label_scores=any(s.backend == "classifier" for s in specs),
                              has_logprobs=any(s.backend == "transformers" for s in specs), judge=judge is not None)
+    if not project.eval.metrics and kind != "classification" and any(s.strategy == "rag" for s in specs):
+        # how the RAG candidates retrieved and used their passages (lexical; evaluators.metrics.rag)
+        metrics += [*RAG_METRICS, *([CITATION_METRIC] if project.constraints.needs_citations else [])]
     if "json_schema" in metrics and no_schema:
         raise AdviseError(f"eval.metrics: json_schema checks each reply against the JSON schema of its item, and "
                           f"{len(no_schema)} of {len(items)} eval items have none (add a 'schema' key to each "

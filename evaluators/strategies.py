@@ -31,6 +31,8 @@ from advisor.data.textnorm import normalise
 from advisor.embeddings import embed, model_path
 from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
+from advisor.rubric import load_rubric, value
+from evaluators.metrics import rag as rag_metrics
 
 STRATEGIES = ("zero-shot", "few-shot", "rag")
 RETRIEVERS = ("embedding", "bm25")
@@ -86,6 +88,10 @@ class Strategy:
     def annotate(self, prompt: Prompt, output: str | None) -> dict[str, Any]:
         """What to keep in the item record once the answer is known (citations for RAG)."""
         return dict(prompt.meta)
+
+    def metric_context(self, data: dict[str, Any], references: Sequence[str]) -> dict[str, Any]:
+        """Item fields the strategy's own metrics need (the RAG metrics: evaluators.metrics.rag)."""
+        return {}
 
 
 class ZeroShot(Strategy):
@@ -213,6 +219,11 @@ class RAG(Strategy):
         self.passages = None
         self._emb = None
         self._bm25 = None
+        # the RAG metrics' lexical support rule (rubrics/eval.yaml rag.support_share)
+        self.support_share = float(value(load_rubric("eval", root), "rag", "support_share"))
+        self._words: list[tuple[str, set[str]]] | None = None
+        self._by_ref: dict[str, str] = {}
+        self._support: dict[str, list[str]] = {}
 
     def fingerprint(self) -> dict[str, Any]:
         if self._docs_hash is None:
@@ -228,13 +239,15 @@ class RAG(Strategy):
             fp["embedder"] = _embedding_id()
         return fp
 
-    def prepare(self) -> None:
+    def _load_passages(self) -> None:
         if self.passages is None:
-
             docs = {str(p.relative_to(self.docs_dir)): read_doc(p) for p in self.files}
             self.passages = passages(docs, self.words, self.overlap)
             if not self.passages:
                 raise AdviseError("data.docs has no text to retrieve from", file=self.docs_dir)
+
+    def prepare(self) -> None:
+        self._load_passages()
         if self.retriever == "bm25":
             if self._bm25 is None:
 
@@ -302,6 +315,24 @@ class RAG(Strategy):
         meta = dict(prompt.meta)
         meta["cited"] = citations(output or "", [r["ref"] for r in meta.get("retrieved", [])])
         return meta
+
+    def metric_context(self, data: dict[str, Any], references: Sequence[str]) -> dict[str, Any]:
+        """The retrieved passages of an answered item and the docs' passages that support its reference
+        answer (lexically: evaluators.metrics.rag), for context recall/precision, faithfulness and
+        citation correctness."""
+        if "retrieved" not in data:
+            return {}
+        self._load_passages()
+        if self._words is None:
+            self._by_ref = {p.ref: p.text for p in self.passages}
+            self._words = [(p.ref, rag_metrics.content_words(p.text)) for p in self.passages]
+        retrieved = [r["ref"] for r in data["retrieved"] if r["ref"] in self._by_ref]
+        reference = references[0] if references else ""
+        if reference not in self._support:
+            self._support[reference] = rag_metrics.supporting_refs(reference, self._words, self.support_share)
+        return {"passages": [self._by_ref[r] for r in retrieved], "retrieved_refs": retrieved,
+                "supporting_refs": self._support[reference], "cited": list(data.get("cited") or []),
+                "passage_by_ref": {r: self._by_ref[r] for r in retrieved}, "support_share": self.support_share}
 
 
 def citations(text: str, retrieved: Sequence[str]) -> list[str]:

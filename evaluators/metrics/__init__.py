@@ -12,7 +12,8 @@ A :class:`Metric` knows
 
 Each metric is registered where it is defined: :mod:`.text` (exact match, contains, token F1, ROUGE,
 BLEU, chrF), :mod:`.classification` (accuracy, macro P/R/F1, ROC AUC), :mod:`.json`,
-:mod:`.embedding`, :mod:`.likelihood` (mean log-probability, perplexity) and :mod:`.judge`.
+:mod:`.embedding`, :mod:`.likelihood` (mean log-probability, perplexity), :mod:`.judge` and :mod:`.rag`
+(context recall/precision, faithfulness, citation correctness of RAG candidates; lexical).
 :func:`evaluate` turns predictions into the contract's ``{"value", "ci"}`` (plus ``n``/``method``),
 :func:`compare_metric` into ``{"delta", "ci", "p_value", ...}`` with the tests of
 :mod:`evaluators.stats`.
@@ -26,7 +27,7 @@ imported on first use, sentence-transformers only inside ``embedding_similarity`
 
 from __future__ import annotations
 
-from evaluators.metrics import classification, embedding, json, judge, likelihood, text  # noqa: F401 (they register)
+from evaluators.metrics import classification, embedding, json, judge, likelihood, rag, text  # noqa: F401 (they register)
 from evaluators.metrics.base import (
     METRICS,
     CorpusStat,
