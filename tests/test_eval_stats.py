@@ -419,3 +419,22 @@ def test_pass_hat_k_is_gateable_and_samples_need_a_temperature(sampled, tmp_path
     assert "Repeated sampling: 4 answers per item at temperature 0.7" in html and f"{value:.3f}" in html
     r = invoke("eval", root, "--samples", "3", "--canary", "none")
     assert r.exit_code == 2 and "--samples 3 needs --temperature above 0" in r.stderr
+
+
+def test_merged_summaries_adjust_the_older_comparisons_with_the_newer():
+    from evaluators.results import merge_summaries
+
+    def summary(b, ps):
+        comp = {"a": "base:zero-shot", "b": b, "metrics": {m: {"p_value": p} for m, p in ps.items()}}
+        s = {"metrics": ["accuracy", "macro_f1"], "settings": {}, "primary_metric": "accuracy",
+             "runs": [{"candidate": "base:zero-shot"}, {"candidate": b}], "comparisons": [comp]}
+        s["multiplicity"] = adjust_comparisons(s["comparisons"], "accuracy")
+        return s
+
+    new, old = summary("tuned:a", {"accuracy": 0.01, "macro_f1": 0.02}), summary("tuned:b", {"accuracy": 0.3,
+                                                                                            "macro_f1": 0.04})
+    merged = merge_summaries([new, old])
+    assert [c["b"] for c in merged["comparisons"]] == ["tuned:a", "tuned:b"]
+    assert merged["multiplicity"]["tests"] == 4 and merged["multiplicity"]["family"] == 2
+    assert [c["metrics"]["macro_f1"]["p_holm"] for c in merged["comparisons"]] == pytest.approx(
+        list(multitest.multipletests([0.02, 0.04], method="holm")[1]))
