@@ -438,3 +438,34 @@ def test_merged_summaries_adjust_the_older_comparisons_with_the_newer():
     assert merged["multiplicity"]["tests"] == 4 and merged["multiplicity"]["family"] == 2
     assert [c["metrics"]["macro_f1"]["p_holm"] for c in merged["comparisons"]] == pytest.approx(
         list(multitest.multipletests([0.02, 0.04], method="holm")[1]))
+
+
+def test_clustered_by_paper_on_the_covid_qa_sample_project(tmp_path):
+    """The covid-qa-docs sample: 58 eval questions about 12 papers (``source``); answers produced elsewhere
+    (the reference for the questions of three papers, a wrong sentence for the rest), no base model."""
+    import shutil
+
+    root = tmp_path / "covid"
+    shutil.copytree(fx.REPO / "sample_projects" / "covid-qa-docs", root, ignore=shutil.ignore_patterns(".advise"))
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg.pop("base_model")
+    cfg["eval"] = {"cluster_field": "source", "metrics": ["token_f1", "exact_match"]}
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    recs = [json.loads(x) for x in (root / "data" / "eval.jsonl").read_text().splitlines() if x.strip()]
+    papers = sorted({r["source"] for r in recs})
+    right = set(papers[:3])
+    rows = [{"id": r["id"], "output": r["messages"][-1]["content"] if r["source"] in right else "no idea"}
+            for r in recs]
+    preds = tmp_path / "answers.jsonl"
+    preds.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    r = invoke("eval", root, "--canary", "none", "--json", "--predictions", preds, "--name", "three-papers")
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["clusters"]["clusters"] == len(papers) == 12 and res["clusters"]["items"] == len(recs) == 58
+    em = res["runs"][0]["metrics"]["exact_match"]
+    s = [float(x["source"] in right) for x in recs]
+    assert em["value"] == pytest.approx(np.mean(s))
+    se = _miller_direct(s, [x["source"] for x in recs])
+    assert em["clustered"]["se"] == pytest.approx(se)
+    # every paper's questions all right or all wrong: the clustered interval is much wider than Wilson's
+    assert em["clustered"]["ci"][1] - em["clustered"]["ci"][0] > 1.4 * (em["ci"][1] - em["ci"][0])
