@@ -251,6 +251,23 @@ def test_slices_per_label_and_tag_match_the_stored_scores(clustered):
         worst = sl["worst"][name]
         eligible = sorted(r["value"] for r in rows if r["n"] >= sl["min_items"])
         assert [w["value"] for w in worst] == eligible[:len(worst)] and len(worst) == min(3, len(eligible))
+    # per-slice differences against the reference run, BH over every slice of every comparison
+    [comp] = sl["comparisons"]
+    assert (comp["a"], comp["b"]) == ("base:zero-shot", "external:sys")
+    a = {x["line"]: x["scores"]["accuracy"] for x in per_item["base:zero-shot"]}
+    b = {x["line"]: x["scores"]["accuracy"] for x in per_item["external:sys"]}
+    for row in comp["slices"]:
+        lines = [n for n in a if a[n] is not None and b[n] is not None
+                 and (recs[n - 1]["messages"][-1]["content"] if row["kind"] == "label" else recs[n - 1]["tags"][0])
+                 == row["name"]]
+        assert row["n"] == len(lines) and row["delta"] == pytest.approx(np.mean([b[n] - a[n] for n in lines]))
+    raw = [r["p_value"] for r in comp["slices"]]
+    np.testing.assert_allclose([r["p_bh"] for r in comp["slices"]], multitest.multipletests(raw, method="fdr_bh")[1])
+    hits = [r for r in comp["slices"] if r["p_bh"] < 0.05]
+    assert hits  # the external answers are right on most items, the tiny base model on none
+    line = " ".join(out.split())
+    assert "external:sys vs base:zero-shot, slices that differ after Benjamini-Hochberg over" in line
+    assert f"{hits[0]['kind']} {hits[0]['name']} {hits[0]['delta']:+.3f}" in line
     ext_worst = sl["worst"]["external:sys"][0]
     assert f"{ext_worst['kind']} {ext_worst['name']} {ext_worst['value']:.3f}" in " ".join(out.split())
 
@@ -271,6 +288,7 @@ def test_report_shows_comparisons_clusters_and_slices_and_the_gate_counts_its_te
     assert "Many comparisons" in html and f"{res['multiplicity']['tests']} paired tests were made" in html
     assert "Clustered by metadata.doc_id, 10 clusters" in html
     assert "Slices: accuracy per label and per tag" in html
+    assert "accuracy per slice: <code>external:sys</code> − <code>base:zero-shot</code>" in html
     # the report gates the newest tuned candidate (none here): the gate of external:sys rendered directly
     from advisor.report.collect import collect
     from advisor.report.render import render_report
