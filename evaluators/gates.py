@@ -630,7 +630,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
             raise AdviseError(f"{role} {name}: no stored eval results for it (have: {', '.join(sorted(views))})",
                               file=store.path)
     if candidate is None:
-        tuned = [n for n in views if n.startswith("tuned:")]
+        # the newest tuned candidate; without one, answers produced elsewhere (advise eval --predictions)
+        tuned = [n for n in views if n.startswith("tuned:")] or [n for n in views if n.startswith("external:")]
         if not tuned:
             raise NothingToGate("the stored eval results have no tuned candidate: train first, or name the candidate "
                               f"to gate (have: {', '.join(sorted(views))})", file=store.path)

@@ -13,6 +13,7 @@ from advisor.project import Project
 from advisor.store import Store
 from evaluators.candidates import base_model_ref
 from evaluators.items import EvalItem, make_items
+from evaluators.stats.multiple import adjust_comparisons
 
 
 def summary_key(project: Project, items: Sequence[EvalItem]) -> str:
@@ -70,5 +71,8 @@ def merge_summaries(summaries: list[dict]) -> dict | None:
             out["canary"] = older["canary"]
     if merged_from:
         out.update(runs=runs, comparisons=comps, merged_from=merged_from)
+        if out.get("multiplicity"):  # the comparisons of older evals join the family: adjust them together
+            out["multiplicity"] = adjust_comparisons(comps, out.get("primary_metric"),
+                                                     declared=bool(out["multiplicity"].get("declared")))
     return out
 

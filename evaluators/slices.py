@@ -1,6 +1,8 @@
 """Scores per slice of the eval items, with intervals: per reference label (a record's ``label``, else the
 reference answer of a classification task) and per tag (a record's ``tags``), for every candidate on the
-headline metric; the worst slices named.
+headline metric; the worst slices named; and per slice the paired difference of every candidate against
+the reference run (the first, as in the eval's comparisons) with its raw and Benjamini-Hochberg adjusted
+p-value (all slices and candidates one family).
 
 Slices are exploratory: many of them, each small, so an interval is wide and a low slice may be chance;
 the report says so and names the worst ones to look at, not to gate on.
@@ -60,4 +62,30 @@ def slice_block(runs: list[CandidateRun], items: list[EvalItem], metric: str | N
         ranked = sorted((r for r in rows if r["n"] >= MIN_ITEMS and r["value"] is not None),
                         key=lambda r: (r["value"], (r["ci"] or [0, 0])[1], -r["n"]))
         out["worst"][run.name] = ranked[:WORST_MAX]
+    out["comparisons"] = _slice_comparisons(runs, membership, names, metric)
     return out if out["candidates"] else None
+
+
+def _slice_comparisons(runs: list[CandidateRun], membership: list[list[tuple[str, str]]],
+                       names: list[tuple[str, str]], metric: str) -> list[dict]:
+    """Each run against the first, per slice: delta, its interval and p-value, and BH across them all."""
+    ref = runs[0]
+    out, entries = [], []
+    for run in runs[1:]:
+        sa, sb = ref.scores.get(metric), run.scores.get(metric)
+        if sa is None or sb is None:
+            continue
+        rows = []
+        for kind, name in names:
+            idx = [i for i, ms in enumerate(membership) if (kind, name) in ms and sa[i] is not None and sb[i] is not None]
+            if not idx:
+                continue
+            c = stats.compare(metric, [sa[i] for i in idx], [sb[i] for i in idx])
+            row = {"kind": kind, "name": name, "n": c["n"], "delta": c["delta"], "ci": c["ci"],
+                   "p_value": c["p_value"], "test": c["test"]}
+            rows.append(row)
+            entries.append(row)
+        out.append({"a": ref.name, "b": run.name, "slices": rows})
+    for row, q in zip(entries, stats.benjamini_hochberg([r["p_value"] for r in entries]), strict=True):
+        row["p_bh"] = q
+    return out

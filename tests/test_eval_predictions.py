@@ -123,7 +123,7 @@ def test_external_candidate_is_stored_compared_gated_and_reported(by_id):
 
 def test_lines_without_id_answer_the_same_eval_line(tmp_path):
     """No base model at all: only the answers produced elsewhere are scored."""
-    root = copy_project(tmp_path / "ticket", None, max_items=ITEMS)
+    root = copy_project(tmp_path / "ticket", None, max_items=ITEMS, gates={"accuracy": ">= 0.5"})
     recs = eval_lines(root)[:ITEMS]
     rows = [{"output": r["messages"][-1]["content"] if i < 12 else "lost_or_stolen_card"} for i, r in enumerate(recs)]
     preds = write(tmp_path / "p.jsonl", rows)
@@ -136,6 +136,9 @@ def test_lines_without_id_answer_the_same_eval_line(tmp_path):
     assert "predictions" not in r.stderr  # every item answered, nothing stray
     r2 = invoke("eval", root, "--canary", "none", "--predictions", preds, "--name", "by-line")
     assert r2.exit_code == 0 and "external:by-line" in r2.stdout
+    g = invoke("gate", root, "--json")  # no tuned candidate: the external one is gated by default
+    assert g.exit_code == 0, g.stdout + g.stderr
+    assert json.loads(g.stdout)["candidate"] == "external:by-line"
 
 
 @pytest.mark.parametrize("bad,why", [

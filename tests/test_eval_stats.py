@@ -251,6 +251,23 @@ def test_slices_per_label_and_tag_match_the_stored_scores(clustered):
         worst = sl["worst"][name]
         eligible = sorted(r["value"] for r in rows if r["n"] >= sl["min_items"])
         assert [w["value"] for w in worst] == eligible[:len(worst)] and len(worst) == min(3, len(eligible))
+    # per-slice differences against the reference run, BH over every slice of every comparison
+    [comp] = sl["comparisons"]
+    assert (comp["a"], comp["b"]) == ("base:zero-shot", "external:sys")
+    a = {x["line"]: x["scores"]["accuracy"] for x in per_item["base:zero-shot"]}
+    b = {x["line"]: x["scores"]["accuracy"] for x in per_item["external:sys"]}
+    for row in comp["slices"]:
+        lines = [n for n in a if a[n] is not None and b[n] is not None
+                 and (recs[n - 1]["messages"][-1]["content"] if row["kind"] == "label" else recs[n - 1]["tags"][0])
+                 == row["name"]]
+        assert row["n"] == len(lines) and row["delta"] == pytest.approx(np.mean([b[n] - a[n] for n in lines]))
+    raw = [r["p_value"] for r in comp["slices"]]
+    np.testing.assert_allclose([r["p_bh"] for r in comp["slices"]], multitest.multipletests(raw, method="fdr_bh")[1])
+    hits = [r for r in comp["slices"] if r["p_bh"] < 0.05]
+    assert hits  # the external answers are right on most items, the tiny base model on none
+    line = " ".join(out.split())
+    assert "external:sys vs base:zero-shot, slices that differ after Benjamini-Hochberg over" in line
+    assert f"{hits[0]['kind']} {hits[0]['name']} {hits[0]['delta']:+.3f}" in line
     ext_worst = sl["worst"]["external:sys"][0]
     assert f"{ext_worst['kind']} {ext_worst['name']} {ext_worst['value']:.3f}" in " ".join(out.split())
 
@@ -271,6 +288,7 @@ def test_report_shows_comparisons_clusters_and_slices_and_the_gate_counts_its_te
     assert "Many comparisons" in html and f"{res['multiplicity']['tests']} paired tests were made" in html
     assert "Clustered by metadata.doc_id, 10 clusters" in html
     assert "Slices: accuracy per label and per tag" in html
+    assert "accuracy per slice: <code>external:sys</code> − <code>base:zero-shot</code>" in html
     # the report gates the newest tuned candidate (none here): the gate of external:sys rendered directly
     from advisor.report.collect import collect
     from advisor.report.render import render_report
@@ -419,3 +437,53 @@ def test_pass_hat_k_is_gateable_and_samples_need_a_temperature(sampled, tmp_path
     assert "Repeated sampling: 4 answers per item at temperature 0.7" in html and f"{value:.3f}" in html
     r = invoke("eval", root, "--samples", "3", "--canary", "none")
     assert r.exit_code == 2 and "--samples 3 needs --temperature above 0" in r.stderr
+
+
+def test_merged_summaries_adjust_the_older_comparisons_with_the_newer():
+    from evaluators.results import merge_summaries
+
+    def summary(b, ps):
+        comp = {"a": "base:zero-shot", "b": b, "metrics": {m: {"p_value": p} for m, p in ps.items()}}
+        s = {"metrics": ["accuracy", "macro_f1"], "settings": {}, "primary_metric": "accuracy",
+             "runs": [{"candidate": "base:zero-shot"}, {"candidate": b}], "comparisons": [comp]}
+        s["multiplicity"] = adjust_comparisons(s["comparisons"], "accuracy")
+        return s
+
+    new, old = summary("tuned:a", {"accuracy": 0.01, "macro_f1": 0.02}), summary("tuned:b", {"accuracy": 0.3,
+                                                                                            "macro_f1": 0.04})
+    merged = merge_summaries([new, old])
+    assert [c["b"] for c in merged["comparisons"]] == ["tuned:a", "tuned:b"]
+    assert merged["multiplicity"]["tests"] == 4 and merged["multiplicity"]["family"] == 2
+    assert [c["metrics"]["macro_f1"]["p_holm"] for c in merged["comparisons"]] == pytest.approx(
+        list(multitest.multipletests([0.02, 0.04], method="holm")[1]))
+
+
+def test_clustered_by_paper_on_the_covid_qa_sample_project(tmp_path):
+    """The covid-qa-docs sample: 58 eval questions about 12 papers (``source``); answers produced elsewhere
+    (the reference for the questions of three papers, a wrong sentence for the rest), no base model."""
+    import shutil
+
+    root = tmp_path / "covid"
+    shutil.copytree(fx.REPO / "sample_projects" / "covid-qa-docs", root, ignore=shutil.ignore_patterns(".advise"))
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg.pop("base_model")
+    cfg["eval"] = {"cluster_field": "source", "metrics": ["token_f1", "exact_match"]}
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    recs = [json.loads(x) for x in (root / "data" / "eval.jsonl").read_text().splitlines() if x.strip()]
+    papers = sorted({r["source"] for r in recs})
+    right = set(papers[:3])
+    rows = [{"id": r["id"], "output": r["messages"][-1]["content"] if r["source"] in right else "no idea"}
+            for r in recs]
+    preds = tmp_path / "answers.jsonl"
+    preds.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    r = invoke("eval", root, "--canary", "none", "--json", "--predictions", preds, "--name", "three-papers")
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["clusters"]["clusters"] == len(papers) == 12 and res["clusters"]["items"] == len(recs) == 58
+    em = res["runs"][0]["metrics"]["exact_match"]
+    s = [float(x["source"] in right) for x in recs]
+    assert em["value"] == pytest.approx(np.mean(s))
+    se = _miller_direct(s, [x["source"] for x in recs])
+    assert em["clustered"]["se"] == pytest.approx(se)
+    # every paper's questions all right or all wrong: the clustered interval is much wider than Wilson's
+    assert em["clustered"]["ci"][1] - em["clustered"]["ci"][0] > 1.4 * (em["ci"][1] - em["ci"][0])

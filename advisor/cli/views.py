@@ -276,6 +276,13 @@ def print_eval_stats(result: dict, console=None) -> None:
                 con.print(plain(f"  {name}: " + "; ".join(
                     f"{w['kind']} {w['name']} {w['value']:.3f} {_ci(w['ci'])} n={w['n']}" for w in worst)),
                     highlight=False)
+        family = sum(len(c["slices"]) for c in sl.get("comparisons") or [])
+        for c in sl.get("comparisons") or []:
+            hits = [r for r in c["slices"] if r.get("p_bh") is not None and r["p_bh"] < 0.05]
+            if hits:
+                con.print(plain(f"  {c['b']} vs {c['a']}, slices that differ after Benjamini-Hochberg over {family}: "
+                                + "; ".join(f"{r['kind']} {r['name']} {r['delta']:+.3f} (p {_p3(r['p_value'])}, "
+                                            f"BH {_p3(r['p_bh'])})" for r in hits[:5])), highlight=False)
     smp = result.get("samples")
     if smp:
         con.print(plain(f"{smp['k']} samples per item at temperature {smp['temperature']:g} ({smp['metric']}; "
