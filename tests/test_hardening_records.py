@@ -105,3 +105,18 @@ def test_eval_leaves_out_an_over_long_eval_record_and_names_it(make_project):
     assert len(data.eval) == 6 and data.eval_skipped == 1 and len(data.train) == 30 and data.train_note() is None
     note = data.skipped_note()
     assert note.startswith("1 invalid eval record(s) skipped") and "eval.jsonl:4:" in note and "max_chars" in note
+
+
+def test_a_clipped_record_keeps_its_short_texts_whole(tmp_path):
+    from conftest import write_jsonl
+
+    from advisor.data.records import load_records
+
+    f = write_jsonl(tmp_path / "t.jsonl", [chat(_noise(50_000), "card_declined", system="Route it."),
+                                           chat("short", "card_arrival")])
+    recs, findings, _ = load_records(f, max_chars=1000)
+    long, short = recs
+    assert long.output == "card_declined" and long.prompt[0]["content"] == "Route it."  # whole
+    assert sum(map(len, long.texts)) <= 1000 and long.clipped == 50_000 + len("card_declined") + len("Route it.")
+    assert short.clipped == 0 and short.prompt[-1]["content"] == "short"
+    assert findings.count("record_too_long") == 1

@@ -4,7 +4,8 @@
         request.json      the exact config, data file hashes, base model and revision, library
                           versions, seed, command line (what a worker process and --resume read)
         lock              the pids of a run in progress (refuses a second resume while it lives)
-        checkpoints/      checkpoint-<step>/ every ``checkpoint_every`` steps (optimizer, RNG, data position)
+        checkpoints/      checkpoint-<step>/ every ``checkpoint_every`` steps (optimizer, RNG, data position),
+                          written under .saving-<step>/ and renamed into place once complete (trainers.loop)
         artifact/         the adapter or model (safetensors), the tokenizer, advise_train.json
         result.json       what ``advise train --json`` prints
 

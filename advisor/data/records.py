@@ -303,11 +303,6 @@ def _chat_shape(roles: tuple) -> tuple:
     return None, warnings, last, users, assistants
 
 
-def record_chars(rec: Record) -> int:
-    """Characters of every text of a record (what assess analyses and tokenizes)."""
-    return sum(map(len, rec.texts)) + len(rec.rejected or "")
-
-
 def _cap(lengths: list[int], limit: int) -> int:
     """The largest per-text length c with sum(min(n, c) for n in lengths) <= limit (water-filling:
     short texts stay whole, the long ones share what is left equally)."""
