@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from advisor.assess.estimate.compute import duration
 from advisor.methods import METHODS
 from advisor.rubric import value
 
@@ -178,7 +179,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         if on_cpu:
             cpu = f.estimates.get("lora", {}).get("cpu_hours")
             b.reasons["lora"].append((0.0, f"no GPU, but the model is small: training runs on this CPU in "
-                                           f"{_duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
+                                           f"{duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
         off_cpu = tuple(m for m in TRAINING if m not in on_cpu)
         if off_cpu:  # (an empty `only` would mean every method)
             b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)",
@@ -287,12 +288,6 @@ def calibrated(raw: float, rubric: dict) -> float:
         return raw
     k = value(rubric, "confidence", "calibration")
     return _logistic(float(k["slope"]) * raw + float(k["intercept"]))
-
-
-def _duration(hours: float) -> str:
-    if hours < 1 / 60:
-        return "under a minute"
-    return f"about {hours * 60:.0f} minutes" if hours < 2 else f"about {hours:.1f} hours"
 
 
 def _why_not(m: str, f: Facts, b: _Board, method: str = "") -> str:
