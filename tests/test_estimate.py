@@ -585,3 +585,39 @@ def test_dry_run_prints_formatted_values(tmp_path, tiny_model_dir):
     assert "(under a minute)" in lines["cpu_hours"] or "minutes" in lines["cpu_hours"]
     assert "gpu_hours (if a GPU were rented)" in lines
     assert not re.search(r"\d\.\d{4,}|e-\d", r.stdout.split("fits_note")[0])  # no raw floats
+
+
+def test_a_missing_base_model_directory_is_a_finding_and_paths_resolve_against_the_project(
+        tmp_path, tiny_model_dir, monkeypatch):
+    import shutil
+
+    root = _ticket(tmp_path, "./models/tiny")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tiny_model_dir, elsewhere / "models" / "tiny")  # the same relative path, seen from the cwd
+    monkeypatch.chdir(elsewhere)
+    out = json.loads(_cli("assess", root, "--json", "--no-embeddings").stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "base_model_missing"]
+    ex = f["examples"][0]
+    line = 1 + (root / "project.yaml").read_text().splitlines().index("base_model: ./models/tiny")
+    assert ex["file"].endswith("project.yaml") and ex["line"] == line
+    assert str(root / "models" / "tiny") in ex["detail"] and "tokens estimated from characters" in ex["detail"]
+    assert out["estimate"]["model"]["parameters"] is None  # not the cwd's model
+    assert "estimate" in out["data"]["train"]["tokens"]["method"]  # character estimate, said so
+
+    # built inside the project: no finding, and the same answer from the project directory and from elsewhere
+    shutil.copytree(tiny_model_dir, root / "models" / "tiny")
+    shutil.rmtree(elsewhere / "models" / "tiny")
+    (elsewhere / "models" / "tiny").mkdir()  # a decoy without config.json
+    results = []
+    for cwd in (elsewhere, root):
+        monkeypatch.chdir(cwd)
+        shutil.rmtree(root / ".advise", ignore_errors=True)  # assess again, not from the store
+        target = root if cwd == elsewhere else "."
+        results.append(json.loads(_cli("assess", target, "--json", "--no-embeddings").stdout))
+    a, b = results
+    assert "base_model_missing" not in {f["code"] for f in a["findings"]}
+    assert a["estimate"]["model"]["parameters"] == b["estimate"]["model"]["parameters"] < 10_000_000
+    tok = lambda r: {k: v for k, v in r["data"]["train"]["tokens"].items() if k != "method"}  # noqa: E731
+    assert tok(a) == tok(b)  # the path is shown as given; the counts are the same
+    assert "tokenizer of the base model" in a["data"]["train"]["tokens"]["method"]
+    assert a["recommendation"]["method"] == b["recommendation"]["method"]

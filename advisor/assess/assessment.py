@@ -48,14 +48,16 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
     t0 = time.perf_counter()
     checks = load_rubric("data_checks", project.root)
     rubric = load_rubric("decision", project.root)
-    model_dir = project.base_model_dir()
+    findings = Findings()
+    model_dir = project.base_model_dir()  # resolved against the project directory, not the working directory
     if model_dir is not None and not model_dir.is_dir():
+        findings.add("base_model_missing", _display(project, project.project_file), project.key_line("base_model"),
+                     f"{model_dir}: tokens estimated from characters, model size from the name if it states one")
         model_dir = None  # not built yet: estimates fall back to the name
     counter = make_counter(project.base_model, model_dir, value(checks, "tokens", "chars_per_token"),
                            value(checks, "tokens", "per_message_overhead"))
     ctx = context_window(model_dir)
     declared = project.data.format
-    findings = Findings()
 
     train_path = project.data_path("train")
     eval_path = project.data_path("eval")
@@ -255,7 +257,8 @@ def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, e
     try:
         return estimate(
             methods=[m for m in METHODS],
-            base_model=project.base_model,
+            # a local base_model reaches the estimate as its project-relative directory (never the cwd's)
+            base_model=project.base_model if project.base_model_dir() is None else str(project.base_model_dir()),
             model_dir=model_dir,
             train_tokens_per_epoch=int(tokens_per_epoch),
             epochs=epochs,
