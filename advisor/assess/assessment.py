@@ -14,7 +14,7 @@ from advisor import __version__
 from advisor.assess.decide import Facts, decide, leak_severity
 from advisor.assess.estimate import estimate
 from advisor.assess.leakage import KINDS, LeakageIndex
-from advisor.assess.outputs import task_form
+from advisor.assess.outputs import task_expectation
 from advisor.assess.profile import FileProfile, profile_file
 from advisor.assess.signals import docs_dir_has_files, goal_signals
 from advisor.assess.tokens import context_window, make_counter
@@ -67,7 +67,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         raise AdviseError("eval data file not found (data.eval in project.yaml)", file=eval_path)
 
     common = dict(declared=declared, counter=counter, rubric=checks, findings=findings, context=ctx,
-                  max_length=project.train.max_length, expected_form=task_form(project.task, checks))
+                  max_length=project.train.max_length, expected_form=task_expectation(project.task, checks))
     leakage = None
     eval_prof: FileProfile | None = None
     if eval_path is not None:
