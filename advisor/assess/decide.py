@@ -258,7 +258,8 @@ def decide(f: Facts, rubric: dict) -> dict:
     for m in ranked:
         if m == method:
             continue
-        neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p < 0]
+        # its strongest case against, unless that barely counted (a rule at the far end of its ramp)
+        neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p <= -0.5]
         why = neg[0] if neg else _why_not(m, f, b, method)
         why += f" ({b.score[m]:.1f} points against {b.score[method]:.1f})"
         alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
