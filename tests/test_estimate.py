@@ -621,3 +621,19 @@ def test_a_missing_base_model_directory_is_a_finding_and_paths_resolve_against_t
     assert tok(a) == tok(b)  # the path is shown as given; the counts are the same
     assert "tokenizer of the base model" in a["data"]["train"]["tokens"]["method"]
     assert a["recommendation"]["method"] == b["recommendation"]["method"]
+
+
+def test_the_cost_table_says_when_lora_needs_more_memory_because_of_its_micro_batch():
+    from rich.console import Console
+
+    from advisor.cli.views import print_cost_table
+
+    r = _run(methods=["prompting", "lora", "full"], base_model="Qwen/Qwen2.5-0.5B-Instruct", hardware="1x A10G",
+             batch_size=16)
+    con = Console(record=True, width=200)
+    print_cost_table(r, "lora", con)
+    out = con.export_text()
+    assert "GPU-hours" in out and "wall time" in out and "CPU time" not in out  # a GPU project
+    assert "(batch 16)" in out and "(batch 8)" in out
+    assert "lora: lora needs more memory than full fine-tuning" in out and "larger micro-batch (16 vs 8)" in out
+    assert "494M parameters" in out
