@@ -63,3 +63,12 @@ def test_a_parenthesised_list_that_is_not_the_output_set_raises_nothing(shared_d
     out = assess_json(root)
     assert "label_form_mismatch" not in codes(out)
     assert out["data"]["train"]["outputs"]["task_labels"]["applies"] is False
+
+
+def test_a_bracketed_stage_direction_in_a_chat_reply_is_not_invalid_json(shared_datasets, tmp_path):
+    """hh-rlhf replies such as '[image]' open with a bracket: text, not a broken JSON output."""
+    root = tmp_path / "hh"
+    shutil.copytree(SAMPLES / "hh-harmless-prefs", root, ignore=shutil.ignore_patterns(".advise"))
+    out = assess_json(root)
+    assert "invalid_json_output" not in codes(out)
+    assert "json" not in out["data"]["train"]["outputs"]["forms"]["counts"]

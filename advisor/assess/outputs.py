@@ -25,12 +25,14 @@ _SQL = re.compile(r"(?is)^\s*(?:```sql\s*)?(?:select|with|insert|update|delete|c
 _QUOTED = re.compile(r'"[^"\n]{1,200}"|\u201c[^\u201d\n]{1,200}\u201d|\*[^*\n]{1,200}\*|\u00ab[^\u00bb\n]{1,200}\u00bb')
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 STRUCTURED = ("json", "sql", "code")
+# how JSON opens: '{"', '{}', '[{', '["', '[1', '[]', '[true' ... ; not '[image]' or '[laughs]' in a chat reply
+_JSONISH = re.compile(r'\s*(?:\{\s*(?:"|\}|$)|\[\s*(?:["{\[\d.-]|\]|true\b|false\b|null\b|$))')
 
 
 def output_form(text: str) -> str:
     """json, sql, code (a fenced block) or text: the form an output is written in."""
     t = text.lstrip()
-    if t[:1] in "{[":
+    if t[:1] in "{[" and _JSONISH.match(t):
         return "json"
     if _SQL.match(t):
         return "sql"
@@ -189,7 +191,7 @@ class OutputStats:
         (stripped text, words, label, None or (parses, key structure or error), refusal-like, form)."""
         text = output.strip()
         parsed = None
-        if text[:1] in "{[":
+        if text[:1] in "{[" and (self.expected_form == "json" or _JSONISH.match(text)):
             try:
                 obj = json.loads(text)
                 parsed = (True, tuple(sorted(obj)) if isinstance(obj, dict) else ("<list>",))
