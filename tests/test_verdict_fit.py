@@ -71,3 +71,13 @@ def test_the_rules_own_verdict_fits_or_says_how(tmp_path, shared_datasets):
         if row is not None and row["fits"] is False and rec.get("variant") != "qlora":
             assert (any("the way it fits" in r for r in rec["reasons"])
                     or any("no affordable way" in b for b in rec["blockers"])), (name, rec)
+
+
+def test_a_full_fine_tuning_verdict_names_the_budget_and_hardware_that_make_it_affordable(tmp_path, shared_datasets):
+    a = _assess(tmp_path, shared_datasets, "full-a100", base_model="Qwen/Qwen2.5-0.5B-Instruct", method="full",
+                hardware="1x A100-80GB", budget_usd=300)
+    rec, row = a["recommendation"], _row(a, "full")
+    assert rec["method"] == "full" and row["fits"] is True
+    (why,) = [r for r in rec["reasons"] if r.startswith("full fine-tuning is affordable here")]
+    assert f"${row['cost_usd']:,.2f} on 1x A100-80GB" in why and "within the budget of $300" in why
+    assert "fits 1x A100-80GB" in why
