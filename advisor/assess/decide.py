@@ -244,7 +244,8 @@ def decide(f: Facts, rubric: dict) -> dict:
                               f"{_hw(f)}; the way it fits: {way}")
     elif method == "full" and est.get("fits") and est.get("cost_usd") is not None:
         budget = "no budget stated" if f.budget_usd is None else f"within the budget of ${f.budget_usd:,.0f}"
-        reasons.append(f"full fine-tuning is affordable here: about ${est['cost_usd']:,.2f} on "
+        cost = "under $0.01" if est["cost_usd"] < 0.01 else f"about ${est['cost_usd']:,.2f}"
+        reasons.append(f"full fine-tuning is affordable here: {cost} on "
                        f"{est.get('timed_on') or _hw(f)} ({duration(est.get('wall_hours'))}), {budget}; about "
                        f"{est.get('memory_gb') or 0:.0f} GB per GPU fits {_hw(f)}")
     # what argued against the winner: its own negative points, and the runner-up's strongest case
