@@ -202,8 +202,58 @@ def licence_copy(ds: Path, folder: str) -> dict[str, bytes]:
     return {"LICENSE": p.read_bytes()} if p.is_file() else {}
 
 
+# What `advise assess` says about each project, re-checked by hand (issue 12): the verdict and why.
+VERDICTS = {
+    "banking77-intents": """\
+        **LoRA**, confidence about 0.95. 1,498 examples of a closed 77-label set with no knowledge to
+        look up (knowledge score 0.00): a fine-tuned small model learns the labels and the answer
+        format. Full fine-tuning is the runner-up only at 10,000+ examples. Warnings, not blockers:
+        11 of 308 eval records (3.6%) reappear in train after normalisation, within the 5.6%
+        half-width of the metric's 95% interval on 308 records (remove them from train, the eval file
+        stays fixed); 9 normalised duplicates; 4 rare labels.""",
+    "covid-qa-docs": """\
+        **RAG**, confidence about 0.95. The answers are spans of the papers in `docs/` (knowledge
+        score 0.96), the facts change monthly and answers must cite sources: retrieval, not
+        fine-tuning. 233 examples sit near the 200-example floor, which adds to the case against
+        training. Warning: 1 eval record reappears in train (keep it out of the few-shot pool).""",
+    "e2e-restaurants": """\
+        **LoRA**, confidence about 0.9. 2,003 examples of a data-to-text transformation with a fixed
+        style (knowledge score 0.33): a behaviour to fine-tune. E2E gives several references per
+        meaning representation, so most inputs recur with another output (`conflicting_outputs`):
+        expected for this dataset, worth knowing when reading the loss. 66 exact duplicates; 1 eval
+        record shares content with train (a warning).""",
+    "hh-harmless-prefs": """\
+        **RLHF (DPO)**, confidence about 0.87. 1,196 preference pairs (chosen/rejected), above the
+        ~500-pair working minimum: DPO learns from the rejected replies too, which supervised LoRA on
+        the chosen ones ignores (LoRA is the runner-up). The findings to fix: 4 empty chosen replies,
+        25 replies with embedded `Human:`/`Assistant:` turns; 4 eval pairs overlap train (a warning).""",
+    "policy-faq-rag": """\
+        **RAG**, confidence about 0.92. The answers come from the FAQ documents (knowledge score
+        0.96), change weekly and must be cited; 60 examples are far too few to fine-tune. Prompting
+        is the runner-up because the requirements change often.""",
+    "scitldr-summaries": """\
+        **LoRA**, confidence about 0.92. 600 one-sentence summaries: a style and length behaviour with
+        the content in the input (knowledge score 0.12). 1 eval record reappears in train (a
+        warning).""",
+    "ticket-routing-tiny": """\
+        **LoRA**, confidence about 0.93, trained on this CPU. 396 clean examples of a 5-label
+        routing task; with `hardware: none` the tiny model trains here in under a minute (the cost
+        table shows CPU time, $0), and the data stay on premises. The labels the task names are the
+        labels the outputs use (a label in another case or inside other text would be a
+        `label_form_mismatch` finding). Without `.advise/models/tiny` built, `assess` reports a
+        `base_model_missing` finding and estimates tokens from characters.""",
+    "toy-chat": """\
+        **Prompting**, confidence about 0.88. Five examples are far below the 200-example floor of
+        any fine-tuning; with no documents RAG has nothing to retrieve. No blocker, since nothing is
+        trained, but one example has no user message and one reply (26,000 characters) runs far
+        past `train.max_length`.""",
+}
+
+
 def readme(title: str, body: str) -> bytes:
-    return text(f"# {title}\n\n" + textwrap.dedent(body).strip() + "\n")
+    verdict = VERDICTS.get(title)
+    tail = ("\n## What `advise assess` says\n\n" + textwrap.dedent(verdict).strip() + "\n") if verdict else ""
+    return text(f"# {title}\n\n" + textwrap.dedent(body).strip() + "\n" + tail)
 
 
 def _range(counter: Counter) -> str:

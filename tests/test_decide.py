@@ -91,7 +91,7 @@ def test_no_gpu_but_a_small_model_trains_on_cpu():
     assert not any("needs a GPU" in a["why_not"] for a in d["alternatives"]), d["alternatives"]
     big = {m: {"method": m, "fits": False, "cpu_hours": 900.0, "memory_gb": 60} for m in ("lora", "full", "rlhf")}
     d = decide(facts(knowledge_score=0.1, label_like=True, hardware="none", estimates=big, method_override="lora"), R)
-    assert any("does not fit none" in b for b in d["blockers"])
+    assert any("more than this machine (no GPU), and no affordable way" in b for b in d["blockers"])
 
 
 def test_a_model_too_big_to_serve_on_premises_blocks_prompting_and_rag():

@@ -10,10 +10,13 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+import eval_fixtures
 import pytest
 import yaml
 
 from advisor.assess.estimate import estimate, model_parameters, parse_hardware
+
+tiny_model_dir = eval_fixtures.tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -411,7 +414,7 @@ def test_a_small_model_fits_this_cpu_at_no_cost():
     for m in ("lora", "full"):
         e = _method(r, m)
         assert e["cpu_hours"] < 2 and e["fits"] is True and e["cost_usd"] == 0.0 and e["within_budget"] is True
-        assert e["fits_note"].startswith("fits this CPU: roughly")
+        assert e["fits_note"].startswith("fits this CPU: under a minute (") and "(<= 2 h" in e["fits_note"]
     assert _method(r, "qlora")["fits"] is False  # 4-bit kernels need a GPU
 
 
@@ -443,7 +446,8 @@ def test_on_prem_hides_hosted_prices():
 
 
 def test_hosted_prices_per_training_token():
-    r = _run(methods=["lora", "full"], train_tokens_per_epoch=2_000_000, epochs=3, on_prem=False)
+    r = _run(methods=["lora", "full"], train_tokens_per_epoch=2_000_000, epochs=3, on_prem=False,
+             base_model="Qwen/Qwen2.5-0.5B-Instruct")
     lora = _method(r, "lora")["hosted"]
     assert lora["offers"], "a 0.5B model has hosted LoRA offers"
     for offer in lora["offers"]:
@@ -489,3 +493,147 @@ def test_module_does_not_import_torch_or_transformers():
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
                    env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+# --------------------------------------------------------------------------------------------- reads right
+
+
+def test_no_hosted_price_for_a_model_no_provider_fine_tunes(tiny_model_dir):
+    qwen = _method(_run(methods=["lora"], base_model="Qwen/Qwen2.5-0.5B-Instruct"), "lora")
+    assert qwen["hosted"]["cost_usd"] and qwen["hosted"]["cheapest"]["same_model"]
+    for bm, md, what in (("acme/tiny-0.5B", None, "acme/tiny-0.5B"),
+                         (str(tiny_model_dir), tiny_model_dir, "a local model directory")):
+        e = _method(_run(methods=["lora", "full"], base_model=bm, model_dir=md), "lora")
+        assert e["hosted"]["cost_usd"] is None and e["hosted"]["cheapest"] is None
+        assert all(not o["same_model"] for o in e["hosted"]["offers"])
+        assert f"no listed provider fine-tunes {what}" in e["hosted_note"]
+        assert "tunes its own closed model" in e["hosted_note"]  # the task-level alternative is named
+
+
+def test_lora_needing_more_memory_than_full_because_of_its_micro_batch_says_so():
+    r = _run(methods=["lora", "full"], base_model="Qwen/Qwen2.5-0.5B-Instruct", hardware="1x A10G", batch_size=16)
+    lora, full = _method(r, "lora"), _method(r, "full")
+    assert lora["memory_gb"] > full["memory_gb"] and lora["micro_batch"] > full["micro_batch"]
+    (note,) = [n for n in lora["notes"] if "more memory than full fine-tuning" in n]
+    assert f"larger micro-batch ({lora['micro_batch']} vs {full['micro_batch']})" in note
+    at_same = float(note.rsplit("about ", 1)[1].split(" GB")[0])
+    assert at_same < full["memory_gb"]
+    # and not when LoRA needs less
+    small = _run(methods=["lora", "full"], base_model="Qwen/Qwen2.5-0.5B-Instruct", hardware="1x A100-40GB")
+    assert not any("more memory than full" in n for n in _method(small, "lora")["notes"])
+
+
+def test_readable_sizes_and_durations():
+    from advisor.assess.estimate.compute import duration, parameter_count
+
+    assert parameter_count(1_430_000) == "1.4M parameters"
+    assert parameter_count(494_032_768) == "494M parameters"
+    assert parameter_count(7.6e9) == "7.6B parameters"
+    assert parameter_count(None) == "unknown size"
+    assert duration(0.001) == "under a minute" and duration(0.5) == "about 30 minutes"
+    assert duration(3.44) == "about 3.4 hours" and duration(24 * 6) == "about 6 days"
+
+
+def _ticket(tmp_path, base_model, **constraints):
+    import shutil
+
+    dst = tmp_path / "ticket"
+    shutil.copytree(ROOT / "sample_projects" / "ticket-routing-tiny", dst, ignore=shutil.ignore_patterns(".advise"))
+    cfg = yaml.safe_load((dst / "project.yaml").read_text())
+    cfg["base_model"] = str(base_model)
+    cfg["constraints"].update(constraints)
+    (dst / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dst
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from advisor.cli.main import main
+
+    return CliRunner().invoke(main, [*map(str, args)], env={"COLUMNS": "200"})
+
+
+def test_on_a_cpu_the_cost_table_shows_the_cpu_time_the_reasons_state(tmp_path, tiny_model_dir):
+    root = _ticket(tmp_path, tiny_model_dir)
+    r = _cli("assess", root, "--no-embeddings")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    table = out[out.index("Cost estimate"):]
+    assert "CPU time (here)" in table and "GPU-hours" not in table and "wall" not in table
+    said = out.split("training runs on this CPU in ", 1)[1].split(" (<=")[0]
+    (lora,) = [line for line in table.splitlines() if "lora" in line]
+    assert said in lora  # the same CPU time in the reasons and in the table
+    assert "no GPU: training times are CPU time on this machine" in table
+    params = json.loads(_cli("assess", root, "--json", "--no-embeddings").stdout)["estimate"]["model"]["parameters"]
+    assert params < 10_000_000  # a tiny local model
+    assert f"{params / 1e6:.1f}M parameters" in table and "0.00B" not in table
+
+
+def test_dry_run_prints_formatted_values(tmp_path, tiny_model_dir):
+    import re
+
+    root = _ticket(tmp_path, tiny_model_dir)
+    r = _cli("run", root, "--dry-run")
+    assert r.exit_code == 0, r.output
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
+             if line.startswith("  ") and ":" in line}
+    assert re.fullmatch(r"[\d,]+ tokens", lines["train_tokens"])
+    assert re.fullmatch(r"\$[\d,]+\.\d\d", lines["cost_usd"])
+    assert re.fullmatch(r"[\d,]+\.\d GB", lines["memory_gb"])
+    assert lines["fits"] in ("yes", "no")
+    assert "(under a minute)" in lines["cpu_hours"] or "minutes" in lines["cpu_hours"]
+    assert "gpu_hours (if a GPU were rented)" in lines
+    assert not re.search(r"\d\.\d{4,}|e-\d", r.stdout.split("fits_note")[0])  # no raw floats
+
+
+def test_a_missing_base_model_directory_is_a_finding_and_paths_resolve_against_the_project(
+        tmp_path, tiny_model_dir, monkeypatch):
+    import shutil
+
+    root = _ticket(tmp_path, "./models/tiny")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tiny_model_dir, elsewhere / "models" / "tiny")  # the same relative path, seen from the cwd
+    monkeypatch.chdir(elsewhere)
+    out = json.loads(_cli("assess", root, "--json", "--no-embeddings").stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "base_model_missing"]
+    ex = f["examples"][0]
+    line = 1 + (root / "project.yaml").read_text().splitlines().index("base_model: ./models/tiny")
+    assert ex["file"].endswith("project.yaml") and ex["line"] == line
+    assert str(root / "models" / "tiny") in ex["detail"] and "tokens estimated from characters" in ex["detail"]
+    assert out["estimate"]["model"]["parameters"] is None  # not the cwd's model
+    assert "estimate" in out["data"]["train"]["tokens"]["method"]  # character estimate, said so
+
+    # built inside the project: no finding, and the same answer from the project directory and from elsewhere
+    shutil.copytree(tiny_model_dir, root / "models" / "tiny")
+    shutil.rmtree(elsewhere / "models" / "tiny")
+    (elsewhere / "models" / "tiny").mkdir()  # a decoy without config.json
+    results = []
+    for cwd in (elsewhere, root):
+        monkeypatch.chdir(cwd)
+        shutil.rmtree(root / ".advise", ignore_errors=True)  # assess again, not from the store
+        target = root if cwd == elsewhere else "."
+        results.append(json.loads(_cli("assess", target, "--json", "--no-embeddings").stdout))
+    a, b = results
+    assert "base_model_missing" not in {f["code"] for f in a["findings"]}
+    assert a["estimate"]["model"]["parameters"] == b["estimate"]["model"]["parameters"] < 10_000_000
+    tok = lambda r: {k: v for k, v in r["data"]["train"]["tokens"].items() if k != "method"}  # noqa: E731
+    assert tok(a) == tok(b)  # the path is shown as given; the counts are the same
+    assert "tokenizer of the base model" in a["data"]["train"]["tokens"]["method"]
+    assert a["recommendation"]["method"] == b["recommendation"]["method"]
+
+
+def test_the_cost_table_says_when_lora_needs_more_memory_because_of_its_micro_batch():
+    from rich.console import Console
+
+    from advisor.cli.views import print_cost_table
+
+    r = _run(methods=["prompting", "lora", "full"], base_model="Qwen/Qwen2.5-0.5B-Instruct", hardware="1x A10G",
+             batch_size=16)
+    con = Console(record=True, width=200)
+    print_cost_table(r, "lora", con)
+    out = con.export_text()
+    assert "GPU-hours" in out and "wall time" in out and "CPU time" not in out  # a GPU project
+    assert "(batch 16)" in out and "(batch 8)" in out
+    assert "lora: lora needs more memory than full fine-tuning" in out and "larger micro-batch (16 vs 8)" in out
+    assert "494M parameters" in out

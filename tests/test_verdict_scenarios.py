@@ -24,7 +24,13 @@ def test_verdicts_agree_with_the_experts_and_confidence_is_calibrated_enough(sha
     wrong = [r for r in res["rows"] if not r["acceptable"]]
     assert res["acceptable"] >= 0.9, wrong
     assert res["top1"] >= 0.8
-    assert res["brier"] <= 0.2
+    assert res["brier"] <= 0.1
+    # the fitted mapping (rubrics/decision.yaml confidence.calibration) improves on the raw score it maps,
+    # and its mean is the top-1 rate it was fitted to (bench/verdict_calibration.py fits and cross-validates it)
+    rows = res["rows"]
+    raw = sum((min(0.95, max(0.1, r["confidence_raw"])) - r["acceptable"]) ** 2 for r in rows) / len(rows)
+    assert res["brier"] < raw
+    assert abs(sum(r["confidence"] for r in rows) / len(rows) - res["top1"]) <= 0.05
     # confidence means something: the most confident verdicts are at least as often acceptable as the least
     bins = [t for t in res["reliability"] if t["n"]]
     assert bins[-1]["acceptable_rate"] >= bins[0]["acceptable_rate"]

@@ -15,7 +15,7 @@ from advisor.assess.decide import Facts, decide, leak_severity
 from advisor.assess.estimate import estimate
 from advisor.assess.leakage import KINDS, LeakageIndex
 from advisor.assess.lookalike import report_lookalike_labels
-from advisor.assess.outputs import task_form
+from advisor.assess.outputs import task_expectation
 from advisor.assess.profile import FileProfile, profile_file
 from advisor.assess.signals import docs_dir_has_files, goal_signals
 from advisor.assess.tokens import context_window, make_counter
@@ -50,14 +50,16 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
     t0 = time.perf_counter()
     checks = load_rubric("data_checks", project.root)
     rubric = load_rubric("decision", project.root)
-    model_dir = project.base_model_dir()
+    findings = Findings()
+    model_dir = project.base_model_dir()  # resolved against the project directory, not the working directory
     if model_dir is not None and not model_dir.is_dir():
+        findings.add("base_model_missing", _display(project, project.project_file), project.key_line("base_model"),
+                     f"{model_dir}: tokens estimated from characters, model size from the name if it states one")
         model_dir = None  # not built yet: estimates fall back to the name
     counter = make_counter(project.base_model, model_dir, value(checks, "tokens", "chars_per_token"),
                            value(checks, "tokens", "per_message_overhead"))
     ctx = context_window(model_dir)
     declared = project.data.format
-    findings = Findings()
 
     train_path = project.data_path("train")
     eval_path = project.data_path("eval")
@@ -66,7 +68,7 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
         require_regular_file(eval_path, "eval data file", " (data.eval in project.yaml)")
 
     common = dict(declared=declared, counter=counter, rubric=checks, findings=findings, context=ctx,
-                  max_length=project.train.max_length, expected_form=task_form(project.task, checks))
+                  max_length=project.train.max_length, expected_form=task_expectation(project.task, checks))
     leakage = None
     eval_prof: FileProfile | None = None
     if eval_path is not None:
@@ -260,7 +262,8 @@ def _estimate(project: Project, model_dir: Path | None, tokens_per_epoch: int, e
     try:
         return estimate(
             methods=[m for m in METHODS],
-            base_model=project.base_model,
+            # a local base_model reaches the estimate as its project-relative directory (never the cwd's)
+            base_model=project.base_model if project.base_model_dir() is None else str(project.base_model_dir()),
             model_dir=model_dir,
             train_tokens_per_epoch=int(tokens_per_epoch),
             epochs=epochs,

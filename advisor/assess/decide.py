@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from advisor.assess.estimate.compute import duration
 from advisor.hardware import parse_hardware
 from advisor.methods import METHODS
 from advisor.rubric import value
@@ -182,7 +183,7 @@ def decide(f: Facts, rubric: dict) -> dict:
         if on_cpu:
             cpu = f.estimates.get("lora", {}).get("cpu_hours")
             b.reasons["lora"].append((0.0, f"no GPU, but the model is small: training runs on this CPU in "
-                                           f"{_duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
+                                           f"{duration(cpu)} (<= {cpu_max:g} h)" if cpu is not None else ""))
         off_cpu = tuple(m for m in TRAINING if m not in on_cpu)
         if off_cpu:  # (an empty `only` would mean every method)
             b.fire("no_training_hardware", "constraints.hardware: none (training needs a GPU or a hosted service)",
@@ -239,6 +240,18 @@ def decide(f: Facts, rubric: dict) -> dict:
         reasons.append(f"LoRA in 16-bit does not fit {f.hardware}; QLoRA (4-bit base) does ({b.src('qlora')})")
     if method == "lora":
         reasons.append(f"LoRA rather than full fine-tuning: {b.src('biderman2024')}")
+    est = f.estimates.get(method) or {}
+    if method in TRAINING and method not in on_cpu and _misfit(method, est):
+        way = _fit_way(f, method, est)
+        if way:
+            reasons.insert(0, f"{method} needs about {est.get('memory_gb', 0):.0f} GB per GPU, more than "
+                              f"{_hw(f)}; the way it fits: {way}")
+    elif method == "full" and est.get("fits") and est.get("cost_usd") is not None:
+        budget = "no budget stated" if f.budget_usd is None else f"within the budget of ${f.budget_usd:,.0f}"
+        cost = "under $0.01" if est["cost_usd"] < 0.01 else f"about ${est['cost_usd']:,.2f}"
+        reasons.append(f"full fine-tuning is affordable here: {cost} on "
+                       f"{est.get('timed_on') or _hw(f)} ({duration(est.get('wall_hours'))}), {budget}; about "
+                       f"{est.get('memory_gb') or 0:.0f} GB per GPU fits {_hw(f)}")
     # what argued against the winner: its own negative points, and the runner-up's strongest case
     against = [txt for p, txt in sorted(b.reasons[method], key=lambda t: t[0]) if p < 0]
     for txt in against[:3]:
@@ -255,7 +268,8 @@ def decide(f: Facts, rubric: dict) -> dict:
     for m in ranked:
         if m == method:
             continue
-        neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p < 0]
+        # its strongest case against, unless that barely counted (a rule at the far end of its ramp)
+        neg = [txt for p, txt in sorted(b.reasons[m], key=lambda t: t[0]) if p <= -0.5]
         why = neg[0] if neg else _why_not(m, f, b, method)
         why += f" ({b.score[m]:.1f} points against {b.score[method]:.1f})"
         alternatives.append({"method": m, "score": round(b.score[m], 2), "why_not": why})
@@ -291,12 +305,6 @@ def calibrated(raw: float, rubric: dict) -> float:
         return raw
     k = value(rubric, "confidence", "calibration")
     return _logistic(float(k["slope"]) * raw + float(k["intercept"]))
-
-
-def _duration(hours: float) -> str:
-    if hours < 1 / 60:
-        return "under a minute"
-    return f"about {hours * 60:.0f} minutes" if hours < 2 else f"about {hours:.1f} hours"
 
 
 def _why_not(m: str, f: Facts, b: _Board, method: str = "") -> str:
@@ -454,6 +462,43 @@ def _blockers(f: Facts, method: str, b: _Board, on_cpu: set[str]) -> list[str]:
             est = {}
         if est.get("within_budget") is False:
             out.append(f"{method} is estimated at ${est.get('cost_usd', 0):,.0f}, over the budget of ${f.budget_usd:,.0f}")
-        if est.get("fits") is False and est.get("suggest") != "qlora":
-            out.append(f"{method} needs about {est.get('memory_gb', 0):.0f} GB per GPU: it does not fit {f.hardware}")
+        if _misfit(method, est) and _fit_way(f, method, est) is None:
+            why = ("the data must stay on premises, so no hosted fine-tuning" if f.on_prem else
+                   "no listed provider fine-tunes this base model within the budget")
+            out.append(f"{method} needs about {est.get('memory_gb', 0):.0f} GB per GPU, more than {_hw(f)}, and "
+                       f"no affordable way to fit it is listed: {why}, and no smaller variant fits; choose a smaller "
+                       "base model or more GPU memory")
     return out
+
+
+def _hw(f: Facts) -> str:
+    hw = (f.hardware or "").strip()
+    return "this machine (no GPU)" if hw.lower() in ("none", "cpu", "0", "no gpu") else (hw or "the hardware")
+
+
+def _misfit(method: str, est: dict) -> bool:
+    """The estimate says the method does not fit the hardware (LoRA that fits as QLoRA is QLoRA's verdict)."""
+    return est.get("fits") is False and not (method == "lora" and est.get("suggest") == "qlora")
+
+
+def _fit_way(f: Facts, method: str, est: dict) -> str | None:
+    """How a method that does not fit the hardware would fit: a smaller variant on the same hardware,
+    hosted fine-tuning of the same model where the data may leave, or a provider's own model; None
+    when no affordable way is listed."""
+    if est.get("suggest") and method in ("full", "lora"):
+        return (f"{est['suggest'].upper() if est['suggest'] == 'qlora' else 'LoRA'} of the same base model fits "
+                f"{f.hardware} (see the estimate's fits note)")
+    hosted = est.get("hosted") if not f.on_prem else None
+    if not isinstance(hosted, dict):
+        return None
+    budget = f.budget_usd
+    best = hosted.get("cheapest")
+    if best and (budget is None or best["usd"] <= budget):
+        return (f"hosted {method} fine-tuning of this model ({best['provider']}, {best['offering']}), about "
+                f"${best['usd']:,.2f} (constraints.data_must_stay_on_prem is false)")
+    closed = next((o for o in hosted.get("offers") or [] if not o.get("same_model")
+                   and (budget is None or o["usd"] <= budget)), None)
+    if closed:
+        return (f"hosted fine-tuning of a provider's own model ({closed['provider']}, {closed['offering']}), about "
+                f"${closed['usd']:,.2f}: comparable at the task level only, the weights stay with the provider")
+    return None

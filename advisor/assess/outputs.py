@@ -14,6 +14,7 @@ import math
 import re
 from array import array
 from collections import Counter
+from dataclasses import dataclass
 
 from advisor.data.findings import Findings
 from advisor.data.textnorm import words
@@ -24,12 +25,14 @@ _SQL = re.compile(r"(?is)^\s*(?:```sql\s*)?(?:select|with|insert|update|delete|c
 _QUOTED = re.compile(r'"[^"\n]{1,200}"|\u201c[^\u201d\n]{1,200}\u201d|\*[^*\n]{1,200}\*|\u00ab[^\u00bb\n]{1,200}\u00bb')
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 STRUCTURED = ("json", "sql", "code")
+# how JSON opens: '{"', '{}', '[{', '["', '[1', '[]', '[true' ... ; not '[image]' or '[laughs]' in a chat reply
+_JSONISH = re.compile(r'\s*(?:\{\s*(?:"|\}|$)|\[\s*(?:["{\[\d.-]|\]|true\b|false\b|null\b|$))')
 
 
 def output_form(text: str) -> str:
     """json, sql, code (a fenced block) or text: the form an output is written in."""
     t = text.lstrip()
-    if t[:1] in "{[":
+    if t[:1] in "{[" and _JSONISH.match(t):
         return "json"
     if _SQL.match(t):
         return "sql"
@@ -45,6 +48,59 @@ def task_form(task: str, rubric: dict) -> str | None:
         if any(re.search(r"\b" + re.escape(c.casefold()) + r"\b", text) for c in cues):
             return form
     return None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the task text asks of the outputs: a form (json, sql, code) and/or a closed label set."""
+
+    form: str | None = None
+    labels: tuple[str, ...] = ()
+
+
+_ITEM = r"[\w'`\"-]+(?: [\w'-]+){0,2}"
+_LIST = rf"{_ITEM}(?:\s*,\s*{_ITEM})*,?\s+(?:or|and)\s+{_ITEM}|{_ITEM}(?:\s*,\s*{_ITEM})+"
+_LABEL_LISTS = (
+    re.compile(r"\(([^()\n]{3,400})\)"),  # "... queues (card_arrival, exchange_rate, top_up_failed)"
+    re.compile(rf"(?i)\b(?:answer|reply|respond|label|classify|tag)\b[^.:;\n]{{0,40}}?\bwith\s+(?:exactly\s+)?"
+               rf"(?:one of\s*:?\s*)?({_LIST})"),  # "answer the question with yes, no or maybe"
+    re.compile(rf"(?i)\bone of\s*:?\s*({_LIST})"),  # "one of: billing, tech or account"
+)
+_STOP = {"the", "a", "an", "one", "only", "label", "labels", "words", "word"}
+
+
+def task_labels(task: str) -> tuple[str, ...]:
+    """The closed label set a task text spells out ("(a, b, c)", "answer with yes, no or maybe",
+    "one of: x, y, z"), as written; () when it spells out none."""
+    for pat in _LABEL_LISTS:
+        for m in pat.finditer(task or ""):
+            items = [i.strip(" '\"`.") for i in re.split(r"\s*,\s*|,?\s+(?:or|and)\s+", m.group(1))]
+            items = [i for i in items if i]
+            if (len(items) >= 2 and len(set(items)) == len(items)
+                    and all(len(i) <= 40 and len(i.split()) <= 3 and i.casefold() not in _STOP for i in items)):
+                return tuple(items)
+    return ()
+
+
+def task_expectation(task: str, rubric: dict) -> Expected:
+    return Expected(task_form(task, rubric), task_labels(task))
+
+
+_EDGE = re.compile(r"^[\s\"'`*.:;!,()\[\]]+|[\s\"'`*.:;!,()\[\]]+$")
+
+
+def _label_form(text: str, labels: tuple[str, ...], folded: dict[str, str]) -> tuple[str, str | None]:
+    """('exact' | 'case' | 'surrounding' | 'other', the label meant) of one output against the task's labels."""
+    if text in labels:
+        return "exact", text
+    bare = _EDGE.sub("", text).casefold()
+    if bare in folded:
+        return "case", folded[bare]
+    t = text.casefold()
+    found = [lab for key, lab in folded.items() if re.search(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])", t)]
+    if len(found) == 1 and len(text) <= 200:
+        return "surrounding", found[0]
+    return "other", None
 
 
 def opening(text: str, sentences: int = 2, chars: int = 300) -> str:
@@ -65,7 +121,8 @@ class OutputStats:
     SEEN_OUTPUTS = 20_000  # distinct short outputs whose analysis is kept
     SEEN_CHARS = 200
 
-    def __init__(self, rubric: dict, file: str, findings: Findings, seed: int = 0, expected_form: str | None = None):
+    def __init__(self, rubric: dict, file: str, findings: Findings, seed: int = 0,
+                 expected_form: str | Expected | None = None):
         self.r = rubric
         self.file = file
         self.findings = findings
@@ -81,7 +138,12 @@ class OutputStats:
         self._refusal = re.compile("|".join(value(rubric, "outputs", "refusal_patterns")), re.IGNORECASE)
         self.sample_size = value(rubric, "outputs", "sample_outputs")
         self.sample: list[str] = []
-        self.expected_form = expected_form
+        exp = expected_form if isinstance(expected_form, Expected) else Expected(expected_form)
+        self.expected_form = exp.form
+        self.task_labels = exp.labels
+        self._folded = {lab.casefold(): lab for lab in exp.labels}
+        self.label_forms: dict[str, array] = {}  # exact / case / surrounding / other -> lines
+        self.label_examples: dict[int, tuple[str, str]] = {}  # line -> (output, label meant), first few
         self.form_lines: dict[str, array] = {}
         self._seen: dict[str, tuple] = {}  # output -> _look(output): labels and stock replies repeat
 
@@ -91,8 +153,15 @@ class OutputStats:
             info = self._look(output)
             if len(output) <= self.SEEN_CHARS and len(self._seen) < self.SEEN_OUTPUTS:
                 self._seen[output] = info
-        text, nwords, lab, parsed, refusal, form = info
+        text, nwords, lab, parsed, refusal, form, (lform, meant) = info
         self.n += 1
+        if self.task_labels:
+            ll = self.label_forms.get(lform)
+            if ll is None:
+                ll = self.label_forms[lform] = array("q")
+            ll.append(line)
+            if lform in ("case", "surrounding") and len(self.label_examples) < 1000:
+                self.label_examples[line] = (text[:80], meant)
         fl = self.form_lines.get(form)
         if fl is None:
             fl = self.form_lines[form] = array("q")
@@ -122,7 +191,7 @@ class OutputStats:
         (stripped text, words, label, None or (parses, key structure or error), refusal-like, form)."""
         text = output.strip()
         parsed = None
-        if text[:1] in "{[":
+        if text[:1] in "{[" and (self.expected_form == "json" or _JSONISH.match(text)):
             try:
                 obj = json.loads(text)
                 parsed = (True, tuple(sorted(obj)) if isinstance(obj, dict) else ("<list>",))
@@ -130,7 +199,8 @@ class OutputStats:
                 parsed = (False, str(e))
         form = output_form(text)
         refusal = form == "text" and self._refusal.search(opening(text)) is not None
-        return text, len(text.split()), text.casefold(), parsed, refusal, form
+        lform = _label_form(text, self.task_labels, self._folded) if self.task_labels else ("exact", None)
+        return text, len(text.split()), text.casefold(), parsed, refusal, form, lform
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_seen": {}}  # the cache stays behind (for worker processes)
@@ -153,6 +223,11 @@ class OutputStats:
         self.refusals += later.refusals
         for form, lines in later.form_lines.items():
             self.form_lines.setdefault(form, array("q")).extend(lines)
+        for form, lines in later.label_forms.items():
+            self.label_forms.setdefault(form, array("q")).extend(lines)
+        for line, ex in later.label_examples.items():
+            if len(self.label_examples) < 1000:
+                self.label_examples[line] = ex
         self.sample.extend(later.sample[: self.sample_size - len(self.sample)])
 
     # -- summary ---------------------------------------------------------------------------------
@@ -210,6 +285,26 @@ class OutputStats:
                     self.findings.add("output_form_mismatch", self.file, line, f"{form}, not {expected} ({why})")
         return out
 
+    def label_form(self) -> dict | None:
+        """Outputs against the label set the task spells out: how many are a label as written, a label in
+        another case or with punctuation, a label inside other text ("Label: x"), or none; a
+        label_form_mismatch finding with file:line for each of the middle two. Only when most outputs
+        are (loosely) a declared label: otherwise the list in the task text is not the output set."""
+        if not self.task_labels or not self.n:
+            return None
+        counts = {k: len(self.label_forms.get(k, ())) for k in ("exact", "case", "surrounding", "other")}
+        out = {"labels": list(self.task_labels), **counts, "applies": False}
+        if (self.n - counts["other"]) / self.n < value(self.r, "outputs", "form_majority"):
+            return out
+        out["applies"] = True
+        why = {"case": "in another case or with punctuation", "surrounding": "inside other text"}
+        for kind in ("case", "surrounding"):
+            for line in self.label_forms.get(kind, ()):
+                text, meant = self.label_examples.get(line, ("", None))
+                detail = f"'{text}' for the label '{meant}' ({why[kind]})" if meant else why[kind]
+                self.findings.add("label_form_mismatch", self.file, line, detail)
+        return out
+
     def summary(self) -> dict:
         out: dict = {
             "outputs": self.n,
@@ -220,6 +315,9 @@ class OutputStats:
             **self.density(),
             "forms": self.forms(),
         }
+        lf = self.label_form()
+        if lf is not None:
+            out["task_labels"] = lf
         if self.is_label_like():
             counts = self.labels.most_common()
             probs = [c / self.n for _, c in counts]

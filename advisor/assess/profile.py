@@ -35,7 +35,7 @@ import numpy as np
 
 from advisor.assess.dedup import NearDuplicates
 from advisor.assess.leakage import LeakageIndex, record_groups
-from advisor.assess.outputs import OutputStats
+from advisor.assess.outputs import Expected, OutputStats
 from advisor.assess.tokens import TokenCounter
 from advisor.data.findings import Findings
 from advisor.data.records import FileStats, Record, iter_records, records_at
@@ -204,7 +204,7 @@ class _Job:
     p: float  # share of records token-counted (1.0: all)
     seed: int
     keep: int  # locations kept per finding code
-    expected_form: str | None = None  # the output form the task asks for (json, sql, code)
+    expected_form: Expected | str | None = None  # the output form and label set the task asks for
     max_chars: int | None = None  # characters analysed per record (data_checks records.max_chars)
 
     def near(self, executor: Executor | None = None) -> NearDuplicates:
@@ -355,7 +355,7 @@ def _first(a: np.ndarray) -> np.ndarray:
 
 def profile_file(path: Path, *, role: str, declared: str, counter: TokenCounter, rubric: dict,
                  findings: Findings, leakage: LeakageIndex | None, context: int | None, max_length: int,
-                 display: str, seed: int = 0, expected_form: str | None = None) -> FileProfile:
+                 display: str, seed: int = 0, expected_form: Expected | str | None = None) -> FileProfile:
     lines = count_lines(path) if path.is_file() else 0
     limit = value(rubric, "tokens", "exact_up_to_examples")
     p = 1.0 if lines <= limit else limit / lines

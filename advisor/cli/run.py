@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from advisor.assess.estimate.compute import duration
 from advisor.cli.config_check import config_warnings
 from advisor.cli.main import guard
 from advisor.files import check_output_path
@@ -64,9 +65,11 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, for
         p = res.plan
         e = p["estimate"]
         click.echo(f"plan: {' -> '.join(p['stages'])} (method {p['method']})")
+        rented = e.get("cpu_hours") is not None  # no GPU: GPU figures are what renting the reference GPU takes
         for k, v in e.items():
             if v is not None:
-                click.echo(f"  {k}: {v}")
+                label = f"{k} (if a GPU were rented)" if rented and k in ("gpu_hours", "wall_hours") else k
+                click.echo(f"  {label}: {_plan_value(k, v)}")
         for n in res.notes:
             click.echo(f"note: {n}")
         for b in res.blockers:
@@ -81,6 +84,26 @@ def run_cmd(project_dir: Path, method, until, dry_run, ignore_blockers, out, for
         _print_outcome(res.outcome)
     if res.status == "blocked":
         sys.exit(EXIT_BLOCKED)
+
+
+def _plan_value(key: str, v) -> str:
+    """One figure of the dry-run plan with its unit and separators (not a raw float)."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if not isinstance(v, (int, float)):
+        return str(v)
+    if key == "train_tokens":
+        return f"{v:,.0f} tokens"
+    if key == "cost_usd":
+        return f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
+    if key == "memory_gb":
+        return f"{v:,.1f} GB"
+    if key in ("gpu_hours", "wall_hours", "cpu_hours"):
+        unit = "GPU-hours" if key == "gpu_hours" else "hours"
+        if not v:
+            return f"0 {unit}"
+        return (f"{v:,.2f} {unit}" if v >= 0.01 else f"under 0.01 {unit}") + f" ({duration(v)})"
+    return f"{v:,}"
 
 
 def _measured_method(probe: dict) -> str | None:

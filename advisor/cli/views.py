@@ -16,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from advisor.assess.estimate.compute import duration, parameter_count
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 # ECMA-48: OSC (ESC ] ... BEL or ST), CSI (ESC [ params intermediates final), other ESC sequences, and
@@ -118,28 +120,62 @@ def print_assessment(a: dict, console: Console | None = None) -> None:
 
     est = a.get("estimate") or {}
     if est.get("methods"):
-        ct = Table(title="Cost estimate", expand=False)
-        for col in ("method", "train tokens", "GPU-hours", "wall hours", "cost", "memory/GPU", "fits", "hosted"):
-            ct.add_column(col, justify="left" if col in ("method", "fits") else "right")
-        for e in est["methods"]:
-            hosted = e.get("hosted")
-            hosted_s = _money(hosted.get("cost_usd")) if isinstance(hosted, dict) else "-"
-            fits = e.get("fits")
-            ct.add_row(*map(plain, (
-                e["method"] + (" ←" if e["method"] == rec["method"] else ""),
-                _num(e.get("train_tokens"), "{:,.0f}"),
-                _num(e.get("gpu_hours"), "{:,.2f}"),
-                _num(e.get("wall_hours"), "{:,.2f}"),
-                _money(e.get("cost_usd")),
-                _num(e.get("memory_gb"), "{:,.1f} GB"),
-                "-" if fits is None else ("yes" if fits else "no") + (f" ({e['suggest']})" if e.get("suggest") else ""),
-                hosted_s,
-            )))
-        con.print(ct)
-        m = est.get("model", {})
-        con.print(plain(f"  model: {m.get('id')} ~{_num((m.get('parameters') or 0) / 1e9, '{:.2f}')}B parameters "
-                        f"({m.get('source')}); hardware: {(est.get('hardware') or {}).get('description', '-')}",
-                        "dim"))
+        print_cost_table(est, rec["method"], con)
+
+
+def print_cost_table(est: dict, recommended: str, con: Console) -> None:
+    """The cost table. On a machine without a GPU it shows the CPU time each training row would take
+    here (what the reasons state), not hours of the reference GPU; the memory column names the
+    micro-batch; a hosted price only where a provider fine-tunes this model."""
+    hw = est.get("hardware") or {}
+    on_cpu = hw.get("kind") == "cpu"
+    rows = est["methods"]
+    ct = Table(title="Cost estimate", expand=False)
+    time_cols = ("CPU time (here)",) if on_cpu else ("GPU-hours", "wall time")
+    mem_col = "memory" if on_cpu else "memory/GPU"
+    for col in ("method", "train tokens", *time_cols, "cost", mem_col, "fits", "hosted"):
+        ct.add_column(col, justify="left" if col in ("method", "fits") else "right")
+    for e in rows:
+        hosted = e.get("hosted")
+        hosted_s = _money(hosted.get("cost_usd")) if isinstance(hosted, dict) else "-"
+        fits = e.get("fits")
+        trains = bool(e.get("train_tokens"))
+        if on_cpu:
+            times = (duration(e.get("cpu_hours")) if trains else "-",)
+        else:
+            times = (_num(e.get("gpu_hours"), "{:,.2f}") if trains else "-",
+                     duration(e.get("wall_hours")) if trains else "-")
+        mem = _num(e.get("memory_gb"), "{:,.1f} GB")
+        if e.get("micro_batch") and e.get("memory_gb") is not None:
+            mem += f" (batch {e['micro_batch']})"
+        ct.add_row(*map(plain, (
+            e["method"] + (" ←" if e["method"] == recommended else ""),
+            _num(e.get("train_tokens"), "{:,.0f}"),
+            *times,
+            _money(e.get("cost_usd")),
+            mem,
+            "-" if fits is None else ("yes" if fits else "no") + (f" ({e['suggest']})" if e.get("suggest") else ""),
+            hosted_s,
+        )))
+    con.print(ct)
+    notes = []
+    if on_cpu:
+        rented = [e["method"] for e in rows if e.get("train_tokens") and e.get("cost_usd")]
+        notes.append("no GPU: training times are CPU time on this machine"
+                     + (f"; the cost of {', '.join(rented)} is what renting {hw.get('priced_on', 'a GPU')} "
+                        "would cost, as it does not run here" if rented else ""))
+    for e in rows:
+        for n in e.get("notes") or []:
+            if "micro-batch" in n and "memory" in n:
+                notes.append(f"{e['method']}: {n}")
+        h = e.get("hosted")
+        if isinstance(h, dict) and h.get("cost_usd") is None and e.get("hosted_note"):
+            notes.append(f"{e['method']} hosted: {e['hosted_note']}")
+    m = est.get("model", {})
+    notes.append(f"model: {m.get('id')}, {parameter_count(m.get('parameters'))} ({m.get('source')}); "
+                 f"hardware: {hw.get('description', '-')}")
+    for n in dict.fromkeys(notes):
+        con.print(plain(f"  {n}", "dim"))
 
 
 def _ci(ci) -> str:

@@ -19,6 +19,7 @@ ERROR, WARNING, INFO = "error", "warning", "info"
 CODES: dict[str, tuple[str, str]] = {
     # file-level
     "file_missing": (ERROR, "the data file does not exist"),
+    "base_model_missing": (WARNING, "base_model names a local directory that does not exist: token counts and the estimate fall back"),
     "file_not_utf8": (ERROR, "a line is not valid UTF-8"),
     "empty_file": (ERROR, "the file holds no records"),
     "blank_line": (INFO, "blank line, skipped"),
@@ -75,6 +76,7 @@ CODES: dict[str, tuple[str, str]] = {
     "rare_label": (WARNING, "a label has very few examples"),
     "invalid_json_output": (WARNING, "an output looks like JSON but does not parse"),
     "inconsistent_json_structure": (WARNING, "JSON outputs do not share one key structure"),
+    "label_form_mismatch": (WARNING, "an output is not one of the task's labels as written (case, surrounding text, 'Label: x')"),
     "output_form_mismatch": (WARNING, "an output is in another form (JSON, SQL, code, text) than the task asks for or most outputs follow"),
     "refusal_like": (INFO, "the output reads like a refusal"),
     "eval_label_unseen": (WARNING, "an eval label never occurs in train"),

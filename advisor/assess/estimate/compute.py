@@ -31,6 +31,30 @@ def sig(x: float | None, digits: int = 6) -> float | None:
     return float(round(x, digits - 1 - int(math.floor(math.log10(abs(x))))))
 
 
+def duration(hours: float | None) -> str:
+    """A time a reader takes in at a glance: "under a minute", "about 12 minutes", "about 3.4 hours",
+    "about 6 days"."""
+    if hours is None:
+        return "-"
+    if hours < 1 / 60:
+        return "under a minute"
+    if hours < 1.5:
+        return f"about {hours * 60:.0f} minutes"
+    if hours < 48:
+        return f"about {hours:.1f} hours"
+    return f"about {hours / 24:,.0f} days"
+
+
+def parameter_count(n: int | float | None) -> str:
+    """A parameter count as people write it: "1.4M parameters", "494M parameters", "7.6B parameters"."""
+    if not n:
+        return "unknown size"
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.1f}{unit} parameters" if v < 10 else f"{v:,.0f}{unit} parameters"
+    return f"{int(n)} parameters"
+
 
 @dataclass(frozen=True)
 class Clock:

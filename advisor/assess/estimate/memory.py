@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from advisor.assess.estimate.compute import duration
 from advisor.assess.estimate.hardware import Hardware, hw_const
 from advisor.assess.estimate.model_size import Arch
 from advisor.methods import TRAINING_ROWS
@@ -75,6 +76,8 @@ def fit_micro_batch(method: str, n: int, arch: Arch, *, seq: int, batch_size: in
     """
     if method not in TRAINING_ROWS:
         parts = memory_breakdown(method, n, arch, seq=seq, micro_batch=1, lora_r=lora_r, gpus=max(1, hw.count))
+        if hw.kind == "cpu":
+            parts.pop("cuda_overhead", None)  # no GPU: no CUDA context to hold
         fits = None if hw.kind != "gpu" else sum(parts.values()) <= (hw.memory_gb or 0)
         return 1, parts, fits
     candidates: list[int] = []
@@ -86,6 +89,8 @@ def fit_micro_batch(method: str, n: int, arch: Arch, *, seq: int, batch_size: in
         mb = max(1, mb // 2)
     if hw.kind != "gpu":
         parts = memory_breakdown(method, n, arch, seq=seq, micro_batch=candidates[0], lora_r=lora_r, gpus=1)
+        if hw.kind == "cpu":
+            parts.pop("cuda_overhead", None)  # no GPU: no CUDA context to hold
         return candidates[0], parts, (False if hw.kind == "cpu" else None)
     for mb in candidates:
         parts = memory_breakdown(method, n, arch, seq=seq, micro_batch=mb, lora_r=lora_r, gpus=hw.count)
@@ -105,7 +110,7 @@ def fits_note(method: str, hw: Hardware, fits: bool | None, mem_gb: float | None
             return f"no GPU: runs on CPU if the machine has {need.replace(' per GPU', '')} of RAM"
         note = f"no GPU: {method} needs {need}"
         if cpu_hours is not None:
-            note += (f"; on CPU roughly {cpu_hours} hours at ~{cpu_tflops:g} TFLOP/s effective "
+            note += (f"; on CPU {duration(cpu_hours)} ({cpu_hours:.3g} h) at ~{cpu_tflops:g} TFLOP/s effective "
                      "(order of magnitude)")
         if method == "qlora":
             note += "; 4-bit bitsandbytes kernels need a GPU"

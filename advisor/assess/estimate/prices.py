@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import statistics
 from typing import Any
 
 from advisor.assess.estimate.compute import sig
+from advisor.hf import looks_like_path
 from advisor.rubric import load_rubric
 
 
@@ -33,11 +35,25 @@ def price_summary(gpu: str) -> dict[str, Any] | None:
     }
 
 
-def hosted_offers(method: str, n: int | None, train_tokens: float, dpo_tokens: float) -> list[dict[str, Any]]:
+def hostable(offer: dict[str, Any], model_id: str | None) -> bool:
+    """Whether a same-model offer's provider fine-tunes ``model_id`` (a hub id; rubrics/prices.yaml
+    ``hostable``). A provider that tunes its own closed model (same_model false) takes any task."""
+    if not offer.get("same_model"):
+        return True
+    if not model_id or looks_like_path(model_id):
+        return False  # a local directory: no provider has it
+    hosts = load_rubric("prices").get("hostable", {}).get(offer.get("hosts", ""), {})
+    return any(fnmatch.fnmatch(model_id.casefold(), p.casefold()) for p in hosts.get("models", []))
+
+
+def hosted_offers(method: str, n: int | None, train_tokens: float, dpo_tokens: float,
+                  model_id: str | None = None) -> list[dict[str, Any]]:
+    """The hosted fine-tuning offers for ``method``: same-model offers only for a base model the provider
+    fine-tunes (by hub id and size bracket), closed-model offers for any."""
     offers = []
     size_b = None if n is None else n / 1e9
     for offer in load_rubric("prices")["hosted_finetuning"]:
-        if method not in offer["methods"]:
+        if method not in offer["methods"] or not hostable(offer, model_id):
             continue
         bracket = offer.get("params_b")
         if bracket is not None and (size_b is None or not (bracket[0] < size_b <= bracket[1])):

@@ -11,11 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.assess.estimate.compute import Clock, clock, gpu_hours, sig, training_work, whole_tokens
+from advisor.assess.estimate.compute import (
+    Clock,
+    clock,
+    duration,
+    gpu_hours,
+    parameter_count,
+    sig,
+    training_work,
+    whole_tokens,
+)
 from advisor.assess.estimate.hardware import Hardware, hw_const, hw_source, hw_table, parse_hardware
-from advisor.assess.estimate.memory import GB, fit_micro_batch, fits_note
+from advisor.assess.estimate.memory import GB, fit_micro_batch, fits_note, memory_breakdown
 from advisor.assess.estimate.model_size import Arch, ModelInfo, arch_for, resolve_model
 from advisor.assess.estimate.prices import hosted_offers, price_summary, prices_as_of
+from advisor.hf import looks_like_path
 from advisor.methods import ESTIMATE_ROWS, TRAINING_ROWS, plugin_for
 from advisor.rubric import load_rubric, value
 from advisor.training import run_settings
@@ -71,7 +81,15 @@ class _Context:
     budget_usd: float | None
     on_prem: bool
     settings: dict[str, Any]
+    base_model: str | None = None
+    local_model: bool = False
     _fits: dict[tuple[str, TrainingSettings], Fit] = field(default_factory=dict)
+
+    @property
+    def hub_id(self) -> str | None:
+        """The base model's hub id, None for a local directory (no hosted provider has it)."""
+        bm = self.base_model
+        return None if not bm or looks_like_path(bm) or self.local_model else bm
 
     @property
     def n_compute(self) -> int | None:
@@ -141,7 +159,7 @@ def estimate(
     arch, arch_source = arch_for(info)
     ctx = _Context(hw=hw, info=info, arch=arch, clk=clock(hw), train_tokens_per_epoch=train_tokens_per_epoch,
                    preference_tokens_per_epoch=preference_tokens_per_epoch, docs_tokens=docs_tokens,
-                   budget_usd=budget_usd, on_prem=on_prem,
+                   budget_usd=budget_usd, on_prem=on_prem, base_model=base_model, local_model=model_dir is not None,
                    settings={"epochs": epochs, "max_length": max_length, "batch_size": batch_size,
                              "lora_r": lora_r, "train": train, "train_examples": train_examples})
     return {
@@ -151,8 +169,32 @@ def estimate(
         "inputs": {"train_tokens_per_epoch": train_tokens_per_epoch, "epochs": epochs,
                    "max_length": max_length, "batch_size": batch_size, "lora_r": lora_r,
                    "docs_tokens": docs_tokens, "budget_usd": budget_usd, "on_prem": on_prem},
-        "methods": [_row(ctx, method) for method in methods],
+        "methods": _compare_memory(ctx, [_row(ctx, method) for method in methods]),
     }
+
+
+def _compare_memory(ctx: _Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """When a LoRA row needs more memory than full fine-tuning only because it fits a larger
+    micro-batch, its notes say so (with what it needs at full fine-tuning's micro-batch)."""
+    by = {r["method"]: r for r in rows}
+    full = by.get("full")
+    if not full or full.get("memory_gb") is None or not full.get("micro_batch"):
+        return rows
+    for name in ("lora", "qlora"):
+        r = by.get(name)
+        if (not r or r.get("memory_gb") is None or not r.get("micro_batch") or r["memory_gb"] <= full["memory_gb"]
+                or r["micro_batch"] <= full["micro_batch"]):
+            continue
+        s = ctx.settings_for(name)
+        same = memory_breakdown(name, ctx.info.parameters, ctx.arch, seq=s.max_length, micro_batch=full["micro_batch"],
+                                lora_r=s.lora_r, gpus=max(1, ctx.hw.count))
+        if ctx.hw.kind == "cpu":
+            same.pop("cuda_overhead", None)
+        r["notes"].append(f"{name} needs more memory than full fine-tuning ({r['memory_gb']:g} GB vs "
+                          f"{full['memory_gb']:g} GB) because it runs a larger micro-batch ({r['micro_batch']} vs "
+                          f"{full['micro_batch']}); at micro-batch {full['micro_batch']} it needs about "
+                          f"{sig(sum(same.values()), 3):g} GB")
+    return rows
 
 
 def _row(ctx: _Context, method: str) -> dict[str, Any]:
@@ -293,7 +335,7 @@ def _cpu_training(ctx: _Context, method: str, cpu_hours: float | None) -> dict[s
             or cpu_hours > limit):
         return {}
     return {"fits": True, "cost_usd": 0.0,
-            "fits_note": (f"fits this CPU: roughly {cpu_hours} hours at ~{ctx.clk.cpu_tflops:g} TFLOP/s effective "
+            "fits_note": (f"fits this CPU: {duration(cpu_hours)} ({cpu_hours:.3g} h) at ~{ctx.clk.cpu_tflops:g} TFLOP/s effective "
                           f"(<= {limit:g} h; no GPU to rent)")}
 
 
@@ -304,8 +346,20 @@ def _hosted_fields(ctx: _Context, method: str) -> dict[str, Any]:
     if ctx.on_prem:
         return {"hosted": None,
                 "hosted_note": "data_must_stay_on_prem is true: hosted (third-party) fine-tuning is not an option"}
-    offers = hosted_offers(method, ctx.info.parameters, *ctx.tokens(ctx.settings_for(method)))
-    best = offers[0] if offers else None
+    offers = hosted_offers(method, ctx.info.parameters, *ctx.tokens(ctx.settings_for(method)), model_id=ctx.hub_id)
+    same = [o for o in offers if o["same_model"]]
+    best = same[0] if same else None  # the hosted price is for this model; a closed model is another model
+    closed = next((o for o in offers if not o["same_model"]), None)
+    if best:
+        note = ("billed per training token (tokens x epochs); offers with same_model false tune the provider's own "
+                "closed model, comparable at the task level only")
+    else:
+        what = ("a local model directory" if ctx.hub_id is None else
+                f"{ctx.hub_id}" + ("" if ctx.info.parameters is None else f" ({parameter_count(ctx.info.parameters)})"))
+        note = f"no listed provider fine-tunes {what} (rubrics/prices.yaml, hostable)"
+        if closed:
+            note += (f"; {closed['provider']} tunes its own closed model ({closed['offering']}) on the same data for "
+                     f"about ${closed['usd']:,.2f}, comparable at the task level only")
     return {
         "hosted": {
             "cost_usd": best["usd"] if best else None,
@@ -314,9 +368,7 @@ def _hosted_fields(ctx: _Context, method: str) -> dict[str, Any]:
             "offers": offers,
             "price_table_as_of": prices_as_of(),
         },
-        "hosted_note": ("billed per training token (tokens x epochs); offers with same_model false tune the "
-                        "provider's own closed model, comparable at the task level only" if offers else
-                        "no listed provider fine-tunes a model of this size"),
+        "hosted_note": note,
     }
 
 
