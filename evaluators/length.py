@@ -62,9 +62,11 @@ def length_summary(data: Sequence[dict | None], errors: Sequence[str | None], li
             "dropped": sum(int(d.get("dropped") or 0) for d in ok)}
 
 
-def length_notes(summary: dict | None, what: str = "few-shot examples or passages") -> list[str]:
-    """Sentences for the tables: "12 of 150 answers hit the 64-token limit" and the prompt cuts."""
+def length_notes(summary: dict | None, strategy: str | None = None) -> list[str]:
+    """Sentences for the tables: "12 of 150 answers hit the 64-token limit" and the prompt cuts
+    (``strategy``: the run's, which names what was left out)."""
     s = summary or {}
+    what = {"rag": "RAG passages", "few-shot": "few-shot examples"}.get(strategy or "", "examples or passages")
     out = []
     n = s.get("answered") or 0
     if s.get("hit_limit"):

@@ -73,7 +73,8 @@ def print_eval(result: dict, console=None) -> None:
             cells.append(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip())
         cells += [_fmt((r["metrics"].get(m) or {}).get("value")) for m in others]
         cells.append(f"{r['cached']}/{r['computed']}")
-        cells.append(plain("; ".join(run_flags(r)), "yellow"))
+        flag = (r.get("constant_output") or {}).get("text")
+        cells.append(plain(f"{flag}: not a win" if flag else "", "yellow"))
         t.add_row(*cells)
     for b in result.get("baselines") or []:  # what a model that learnt nothing scores
         cells = [plain(b["candidate"], "dim"), plain(b["items"], "dim")]
@@ -84,6 +85,9 @@ def print_eval(result: dict, console=None) -> None:
         cells += ["", plain(b.get("what", ""), "dim")]
         t.add_row(*cells)
     console.print(t)
+    for r in result["runs"]:  # answers and prompts the limits cut
+        for note in length_notes(r.get("length"), r.get("strategy")):
+            console.print(plain(f"{r['candidate']}: {note}", "yellow"))
     sizing = result.get("max_new_tokens") or {}
     if sizing.get("source") == "eval references":
         console.print(plain(f"max_new_tokens {sizing['value']}: sized from the eval references (p{sizing['percentile']:g} "
@@ -129,12 +133,6 @@ def print_eval(result: dict, console=None) -> None:
     secs = result.get("seconds", {})
     console.print(f"[dim]{secs.get('total', 0):.1f} s (metrics {secs.get('metrics', 0):.2f} s); per-item "
                   f"outputs and scores are in the run store (.advise/store.sqlite)[/dim]")
-
-
-def run_flags(run: dict) -> list[str]:
-    """What to distrust in a run's score: one answer to nearly every item, answers or prompts cut."""
-    flag = (run.get("constant_output") or {}).get("text")
-    return ([flag] if flag else []) + length_notes(run.get("length"))
 
 
 def comparison_note(comp: dict) -> str:
