@@ -365,3 +365,23 @@ def test_a_cut_prompt_keeps_its_system_instruction(short_context_model):
     assert kept[:head] == ids[:head] and kept[-20:] == ids[-20:]  # the instruction and the item's end
     assert system in b.tokenizer.decode(kept) and "THE END" in b.tokenizer.decode(kept)
     b.close()
+
+
+def test_rag_passages_are_dropped_before_a_prompt_is_cut(tmp_path, short_context_model):
+    root = eval_fixtures.copy_project(tmp_path / "ticket", short_context_model, rag_top_k=6, max_items=6)
+    docs = root / "docs"
+    docs.mkdir()
+    for n in range(4):  # long passages (120 words each): six of them never fit 160 tokens
+        (docs / f"guide{n}.md").write_text(" ".join(f"card top-up exchange rate cash withdrawal word{n}{k}"
+                                                    for k in range(80)), encoding="utf-8")
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg["data"]["docs"] = "docs"
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = run_eval(root, "--strategy", "rag", "--retriever", "bm25", "--json")
+    run = json.loads(r.stdout)["runs"][0]
+    assert run["strategy"] == "rag" and run["length"]["prompts_reduced"] == 6 and run["length"]["dropped"] >= 6
+    with Store.for_project(load_project(root)) as store:
+        per_item = store.get_run(run["run_id"])["result"]["per_item"]
+    assert all(len(row["retrieved"]) < 6 for row in per_item)
+    table = " ".join(run_eval(root, "--strategy", "rag", "--retriever", "bm25").stdout.split())
+    assert "RAG passages left out to fit the context" in table
