@@ -3,7 +3,7 @@
 * :func:`size_max_new_tokens`: ``max_new_tokens`` from the eval references when project.yaml does not
   set ``eval.max_new_tokens`` (a high percentile of their token lengths, with headroom, within bounds:
   ``rubrics/eval.yaml`` length.*); tokens are counted with the base model's own ``tokenizer.json``
-  when it is a local directory, else estimated from characters (an overestimate);
+  (its directory, or the Hugging Face cache), else estimated from characters (an overestimate);
 * :func:`length_summary`: per candidate, the answers that stopped at the limit without an end of
   sequence (``hit_limit``), the prompts cut to fit the context (``truncated``) and the prompts whose
   few-shot examples or RAG passages were reduced to fit (``dropped``).
@@ -20,9 +20,25 @@ from advisor.rubric import load_rubric, value
 from evaluators.items import EvalItem
 
 
+def tokenizer_file(base_model: str | None) -> Path | None:
+    """The base model's ``tokenizer.json``: in its directory, or in the Hugging Face cache (no download)."""
+    if not base_model:
+        return None
+    p = Path(base_model).expanduser()
+    if p.is_dir():
+        return p / "tokenizer.json" if (p / "tokenizer.json").is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        got = try_to_load_from_cache(str(base_model), "tokenizer.json")
+    except Exception:  # noqa: BLE001 - not a hub id, or no cache: the estimate
+        return None
+    return Path(got) if isinstance(got, str) and Path(got).is_file() else None
+
+
 def _token_lengths(texts: list[str], base_model: str | None, chars_per_token: float) -> tuple[list[int], str]:
-    tok_file = Path(base_model).expanduser() / "tokenizer.json" if base_model else None
-    if tok_file is not None and tok_file.is_file():
+    tok_file = tokenizer_file(base_model)
+    if tok_file is not None:
         try:
             from tokenizers import Tokenizer
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from advisor.data.dataset import ProjectData, load_project_data
 from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
-from advisor.hf import model_fingerprint
 from advisor.project import Project
 from advisor.rubric import load_rubric
 from advisor.store import Store
@@ -29,7 +27,7 @@ from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
 from evaluators.honesty import mark_comparisons, run_honesty
 from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
-from evaluators.length import size_max_new_tokens
+from evaluators.length import size_max_new_tokens, tokenizer_file
 from evaluators.options import EvalOptions
 from evaluators.results import summary_key
 from evaluators.strategies import Strategy, ZeroShot, make_strategy
@@ -184,8 +182,8 @@ def _max_new_tokens(project: Project, items: list[EvalItem], kind: str, train, s
         sizing: dict[str, Any] = {"value": project.eval.max_new_tokens, "source": "project.yaml eval.max_new_tokens"}
     else:
         base = base_model_ref(project)
-        tok = Path(base).expanduser() / "tokenizer.json" if base else None
-        tok_id = model_fingerprint(str(tok.parent)) if tok is not None and tok.is_file() else None
+        tok = tokenizer_file(base)
+        tok_id = {"file": str(tok), "size": tok.stat().st_size} if tok is not None else None
         sizing = _stored(store, "max_new_tokens", {"items": [it.hash for it in items], "tokenizer": tok_id,
                                                    "rubric": load_rubric("eval", project.root).get("length")},
                          lambda: size_max_new_tokens(items, base, project.root))
