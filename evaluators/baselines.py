@@ -24,7 +24,7 @@ from advisor.data.records import Record
 from advisor.rubric import load_rubric, value
 from evaluators.items import EvalItem
 from evaluators.metrics import evaluate, get_metric
-from evaluators.metrics.classification import _macro_prf_many
+from evaluators.metrics.classification import _per_class
 from evaluators.metrics.normalize import normalize_label
 
 MAJORITY, RANDOM = "baseline:majority", "baseline:random"
@@ -63,9 +63,11 @@ def trivial_baselines(items: Sequence[EvalItem], train: Sequence[Record], metric
     refs = [it.references for it in items]
     fields = [it.fields for it in items]
     n, k = len(items), len(labels)
-    pick = rng.integers(0, k, size=(draws, n))
+    block = max(1, min(draws, 2_000_000 // max(1, n)))  # draws at a time: a bounded (block, n) array
+    picks = [rng.integers(0, k, size=(min(block, draws - s), n), dtype=np.int32) for s in range(0, draws, block)]
     majority: dict[str, dict] = {}
     random: dict[str, dict] = {}
+    macro = None
     for m in names:
         res = evaluate(m, [labels[0]] * n, refs, fields)
         if res.n == 0:
@@ -73,16 +75,19 @@ def trivial_baselines(items: Sequence[EvalItem], train: Sequence[Record], metric
         majority[m] = {kk: v for kk, v in res.to_dict().items() if kk in ("value", "ci", "n", "method",
                                                                         "higher_is_better")}
         if m in MACRO:
-            gold = [normalize_label(r[0]) for r in refs]
-            classes = sorted(set(gold))
-            index = {c: i for i, c in enumerate(classes)}
-            yt = np.array([index[g] for g in gold], dtype=int)
-            lab = np.array([index.get(normalize_label(x), len(classes)) for x in labels], dtype=int)
-            vals = _macro_prf_many(np.broadcast_to(yt, (draws, n)), lab[pick], len(classes), MACRO[m])
-        else:  # a per-item score: the score of every label on every item, then the draws' means
-            table = np.array([[s if s is not None else np.nan for s in evaluate(m, [lab] * n, refs, fields).scores]
-                              for lab in labels]).T  # (items, labels)
-            vals = np.nanmean(table[np.arange(n)[None, :], pick], axis=1)
+            if macro is None:
+                macro = _random_macro(refs, labels, picks)
+            vals = macro[MACRO[m]]
+        else:  # a per-item score: the score of every label on every distinct reference set, then the draws' means
+            groups: dict[tuple, int] = {}
+            of_item = np.array([groups.setdefault(tuple(r), len(groups)) for r in refs])
+            firsts = {g: i for i, g in reversed(list(enumerate(of_item.tolist())))}
+            uniq = [refs[firsts[g]] for g in range(len(groups))]
+            ufields = [fields[firsts[g]] for g in range(len(groups))]
+            table = np.array([[s if s is not None else np.nan
+                               for s in evaluate(m, [lab] * len(uniq), uniq, ufields).scores]
+                              for lab in labels]).T[of_item]  # (items, labels)
+            vals = np.concatenate([np.nanmean(table[np.arange(n)[None, :], p], axis=1) for p in picks])
         vals = vals[~np.isnan(vals)]
         if vals.size:
             random[m] = {"value": float(vals.mean()), "ci": [float(np.percentile(vals, 2.5)),
@@ -98,6 +103,32 @@ def trivial_baselines(items: Sequence[EvalItem], train: Sequence[Record], metric
         out.append({"candidate": RANDOM, "items": n, "metrics": random, "labels": k, "labels_from": source,
                     "what": f"a uniform guess over the {k} labels of the {source} outputs (expected score)"})
     return out
+
+
+def _random_macro(refs: list[list[str]], labels: list[str], picks: list) -> dict[str, np.ndarray]:
+    """Macro precision, recall and F1 of every seeded draw (one confusion count per draw for all three)."""
+    gold = [normalize_label(r[0]) for r in refs]
+    classes = sorted(set(gold))
+    index = {c: i for i, c in enumerate(classes)}
+    c = len(classes)
+    yt = np.array([index[g] for g in gold], dtype=np.int64)
+    lab = np.array([index.get(normalize_label(x), c) for x in labels], dtype=np.int64)
+    out: dict[str, list] = {"precision": [], "recall": [], "f1": []}
+    k = c + 1
+    for p in picks:
+        rows = p.shape[0]
+        codes = yt[None, :] * k + lab[p] + (np.arange(rows, dtype=np.int64) * (k * k))[:, None]
+        cm = np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k)[:, :c]
+        diag = np.arange(c)
+        tp = cm[:, diag, diag].astype(float)
+        true_count = cm.sum(axis=2).astype(float)
+        pred_count = cm[:, :, :c].sum(axis=1).astype(float)
+        present = true_count > 0
+        count = np.maximum(present.sum(axis=1), 1)
+        for which in out:
+            per = _per_class(tp, true_count, pred_count, which)
+            out[which].append(np.where(present, per, 0.0).sum(axis=1) / count)
+    return {w: np.concatenate(v) for w, v in out.items()}
 
 
 def baseline_values(baselines: Sequence[dict] | None, metric: str | None) -> dict[str, float]:

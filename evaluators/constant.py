@@ -3,8 +3,9 @@
 A model that collapsed onto one label can still score well on skewed data (the majority class of a
 90/10 set scores 0.90 accuracy); such a candidate never reads as a win. :func:`constant_output` is the
 one detector: the eval flags each run with it (thresholds in ``rubrics/eval.yaml``), the comparisons,
-the gates and the report show the flag, and the report's decision box refuses the candidate as a ship
-(advisor.report.decision, with ``rubrics/report.yaml``'s thresholds).
+the gates and the report show the flag, and the report's decision box refuses a flagged candidate as
+a ship (advisor.report.decision; for results stored without the flag it runs this detector with
+``rubrics/report.yaml``'s thresholds).
 """
 
 from __future__ import annotations

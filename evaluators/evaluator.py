@@ -30,7 +30,8 @@ from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
 from evaluators.progress import Progress
 from evaluators.strategies import Prompt, Strategy
 
-PROMPT_VERSION = 1  # bump when prompt building changes: cached answers of older prompts are not reused
+PROMPT_VERSION = 2  # bump when prompt building changes: cached answers of older prompts are not reused
+# (2: examples or passages dropped before a prompt overflows the context; a cut keeps the system part)
 LISTED_MAX = 200  # items listed per run's errors and per comparison's regressions (the counts are complete)
 
 BatchHook = Callable[[str, int, int], None]  # (candidate, batches done, items done)

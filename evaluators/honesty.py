@@ -6,7 +6,8 @@
 * per comparison (:func:`mark_comparisons`): whether either side gives one answer to nearly every
   item (such a b is never a win: ``b_constant_output``), and the trivial baselines of the primary
   metric beside the two scores (:mod:`evaluators.baselines`);
-* :func:`honesty_warnings`: the same as warning lines of ``advise eval``.
+
+They are shown in ``advise eval``'s tables (a ``flags`` column, a note per comparison), not as warnings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from evaluators.baselines import baseline_values
 from evaluators.confusion import confusion_matrix
 from evaluators.constant import constant_output, describe, thresholds
 from evaluators.evaluator import CandidateRun
-from evaluators.length import length_notes, length_summary
+from evaluators.length import length_summary
 
 
 def run_honesty(run: CandidateRun, kind: str, limit: int, project_root: Path | None = None) -> dict[str, Any]:
@@ -53,16 +54,3 @@ def mark_comparisons(comparisons: list[dict], runs: Sequence[CandidateRun], base
         vals = baseline_values(baselines, c.get("primary_metric"))
         if vals:
             c["baselines"] = vals
-
-
-def honesty_warnings(runs: Sequence[CandidateRun]) -> list[str]:
-    """One line per run that gives one answer to nearly every item, and per run the limits cut."""
-    out = []
-    for r in runs:
-        h = r.honesty or {}
-        if h.get("constant_output"):
-            out.append(f"{r.name}: {describe(h['constant_output'])}: it never reads as a win")
-        what = "RAG passages" if r.spec.strategy == "rag" else "few-shot examples"
-        for note in length_notes(h.get("length"), what):
-            out.append(f"{r.name}: {note}")
-    return out

@@ -3,7 +3,7 @@
 * :func:`size_max_new_tokens`: ``max_new_tokens`` from the eval references when project.yaml does not
   set ``eval.max_new_tokens`` (a high percentile of their token lengths, with headroom, within bounds:
   ``rubrics/eval.yaml`` length.*); tokens are counted with the base model's own ``tokenizer.json``
-  when it is a local directory, else estimated from characters (an overestimate);
+  (its directory, or the Hugging Face cache), else estimated from characters (an overestimate);
 * :func:`length_summary`: per candidate, the answers that stopped at the limit without an end of
   sequence (``hit_limit``), the prompts cut to fit the context (``truncated``) and the prompts whose
   few-shot examples or RAG passages were reduced to fit (``dropped``).
@@ -20,9 +20,25 @@ from advisor.rubric import load_rubric, value
 from evaluators.items import EvalItem
 
 
+def tokenizer_file(base_model: str | None) -> Path | None:
+    """The base model's ``tokenizer.json``: in its directory, or in the Hugging Face cache (no download)."""
+    if not base_model:
+        return None
+    p = Path(base_model).expanduser()
+    if p.is_dir():
+        return p / "tokenizer.json" if (p / "tokenizer.json").is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        got = try_to_load_from_cache(str(base_model), "tokenizer.json")
+    except Exception:  # noqa: BLE001 - not a hub id, or no cache: the estimate
+        return None
+    return Path(got) if isinstance(got, str) and Path(got).is_file() else None
+
+
 def _token_lengths(texts: list[str], base_model: str | None, chars_per_token: float) -> tuple[list[int], str]:
-    tok_file = Path(base_model).expanduser() / "tokenizer.json" if base_model else None
-    if tok_file is not None and tok_file.is_file():
+    tok_file = tokenizer_file(base_model)
+    if tok_file is not None:
         try:
             from tokenizers import Tokenizer
 
@@ -62,9 +78,11 @@ def length_summary(data: Sequence[dict | None], errors: Sequence[str | None], li
             "dropped": sum(int(d.get("dropped") or 0) for d in ok)}
 
 
-def length_notes(summary: dict | None, what: str = "few-shot examples or passages") -> list[str]:
-    """Sentences for the tables: "12 of 150 answers hit the 64-token limit" and the prompt cuts."""
+def length_notes(summary: dict | None, strategy: str | None = None) -> list[str]:
+    """Sentences for the tables: "12 of 150 answers hit the 64-token limit" and the prompt cuts
+    (``strategy``: the run's, which names what was left out)."""
     s = summary or {}
+    what = {"rag": "RAG passages", "few-shot": "few-shot examples"}.get(strategy or "", "examples or passages")
     out = []
     n = s.get("answered") or 0
     if s.get("hit_limit"):

@@ -18,6 +18,7 @@ from advisor.data.docs import doc_files
 from advisor.errors import AdviseError
 from advisor.hashing import stable_hash
 from advisor.project import Project
+from advisor.rubric import load_rubric
 from advisor.store import Store
 from evaluators import stats
 from evaluators.backends.base import GenerationSettings
@@ -28,9 +29,9 @@ from evaluators.candidates import CandidateSpec, base_model_ref, candidate_order
 from evaluators.clusters import cluster_block
 from evaluators.compare import compare_runs, comparison_pairs
 from evaluators.evaluator import BatchHook, CandidateRun, Evaluator
-from evaluators.honesty import honesty_warnings, mark_comparisons, run_honesty
+from evaluators.honesty import mark_comparisons, run_honesty
 from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
-from evaluators.length import size_max_new_tokens
+from evaluators.length import size_max_new_tokens, tokenizer_file
 from evaluators.metrics import get_metric
 from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
 from evaluators.options import EvalOptions
@@ -88,7 +89,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         specs.sort(key=candidate_order)
         kind = detect_task_kind(list(data.train) + [it.record for it in items], project.root)
         metrics = _metrics(project, kind, items, specs, judge)
-        max_new, sizing = _max_new_tokens(project, items, kind, data.train)
+        max_new, sizing = _max_new_tokens(project, items, kind, data.train, store)
         gen = GenerationSettings(max_new_tokens=max_new, temperature=opts.temperature, top_p=opts.top_p,
                                  seed=opts.seed)
         ev = Evaluator(project, store, settings=gen, use_cache=opts.use_cache, progress=opts.progress,
@@ -122,7 +123,11 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         t0 = time.perf_counter()
         for r in runs:
             r.honesty = run_honesty(r, kind, gen.max_new_tokens, project.root)
-        baselines = trivial_baselines(items, data.train, metrics, project.root) if kind == "classification" else []
+        baselines = _stored(store, "baselines", {"items": [it.hash for it in items], "metrics": metrics,
+                                                 "train": stable_hash([r.output for r in data.train]),
+                                                 "rubric": load_rubric("eval", project.root).get("baselines")},
+                            lambda: trivial_baselines(items, data.train, metrics, project.root)) \
+            if kind == "classification" else []
         comparisons = [compare_runs(a, b, metrics, judge=judge, store=store) for a, b in comparison_pairs(runs)]
         mark_comparisons(comparisons, runs, baselines)
         primary = _primary(project, metrics)
@@ -138,7 +143,7 @@ def run_eval(project: Project, options: EvalOptions | None = None, *, judge=None
         ev.timing["metrics"] += time.perf_counter() - t0
         benchmarks = run_benchmarks(project, store, specs, tasks=opts.benchmarks, trust_remote_code=opts.trust_remote_code,
                                     use_cache=opts.use_cache, on_model=_bench_progress(console, opts.progress))
-        warnings += _metric_warnings(ev, runs, metrics) + honesty_warnings(runs)
+        warnings += _metric_warnings(ev, runs, metrics)
         data_hash = stable_hash([it.hash for it in items])
         total = time.perf_counter() - t_all
         result = {
@@ -230,14 +235,31 @@ def _eval_items(project: Project, data: ProjectData, max_items: int | None, warn
     return items
 
 
-def _max_new_tokens(project: Project, items: list[EvalItem], kind: str, train) -> tuple[int, dict]:
+def _stored(store: Store, kind: str, key: dict, compute):
+    """``compute()``'s result (JSON), kept in the store's item cache under ``kind`` and a hash of ``key``:
+    what an eval derives from its items alone is computed once (a cached re-run stays fast)."""
+    h = stable_hash(key)
+    row = store.get_items(kind, h, ["all"]).get("all")
+    if row and isinstance(row.get("data"), dict) and "value" in row["data"]:
+        return row["data"]["value"]
+    value = compute()
+    store.put_items(kind, h, [("all", None, {"value": value}, None)])
+    return value
+
+
+def _max_new_tokens(project: Project, items: list[EvalItem], kind: str, train, store: Store) -> tuple[int, dict]:
     """(max_new_tokens, how it was chosen): eval.max_new_tokens when project.yaml sets it, else sized from
     the eval references (:func:`evaluators.length.size_max_new_tokens`); a label never needs more than
     :func:`~evaluators.task.label_token_cap`."""
     if "max_new_tokens" in project.eval.model_fields_set:
         sizing: dict[str, Any] = {"value": project.eval.max_new_tokens, "source": "project.yaml eval.max_new_tokens"}
     else:
-        sizing = size_max_new_tokens(items, base_model_ref(project), project.root)
+        base = base_model_ref(project)
+        tok = tokenizer_file(base)
+        tok_id = {"file": str(tok), "size": tok.stat().st_size} if tok is not None else None
+        sizing = _stored(store, "max_new_tokens", {"items": [it.hash for it in items], "tokenizer": tok_id,
+                                                   "rubric": load_rubric("eval", project.root).get("length")},
+                         lambda: size_max_new_tokens(items, base, project.root))
     if kind == "classification":
         cap = label_token_cap(items, train)
         if cap < sizing["value"]:

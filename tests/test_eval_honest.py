@@ -346,8 +346,9 @@ def test_few_shot_examples_are_dropped_before_a_prompt_is_cut(tmp_path, short_co
         per_item = store.get_run(run["run_id"])["result"]["per_item"]
     shots = {row["line"]: len(row.get("few_shot") or []) for row in per_item}
     assert shots[1] == 0 and all(n < 16 for n in shots.values())
-    assert "prompts had" in r.stderr and "few-shot examples left out to fit the context" in r.stderr
-    assert "1 of 12 prompts were cut to fit the context" in r.stderr
+    table = " ".join(run_eval(root, "--strategy", "few-shot", "--retriever", "bm25").stdout.split())
+    assert f"{length['prompts_reduced']} of 12 prompts had {length['dropped']} few-shot examples left out" in table
+    assert "1 of 12 prompts were cut to fit the context" in table
 
 
 def test_a_cut_prompt_keeps_its_system_instruction(short_context_model):
@@ -358,9 +359,29 @@ def test_a_cut_prompt_keeps_its_system_instruction(short_context_model):
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": "word " * 500 + "THE END"}]
     ids = b.encode_prompt(msgs)
     assert b.overflow(msgs, 4) == len(ids) - (160 - 4) > 0
-    head = b._system_tokens(msgs)
+    head = b._system_tokens(msgs, ids)
     kept, cut = b._fit(ids, 4, head)
     assert cut and len(kept) == 156 and head > 10
     assert kept[:head] == ids[:head] and kept[-20:] == ids[-20:]  # the instruction and the item's end
     assert system in b.tokenizer.decode(kept) and "THE END" in b.tokenizer.decode(kept)
     b.close()
+
+
+def test_rag_passages_are_dropped_before_a_prompt_is_cut(tmp_path, short_context_model):
+    root = eval_fixtures.copy_project(tmp_path / "ticket", short_context_model, rag_top_k=6, max_items=6)
+    docs = root / "docs"
+    docs.mkdir()
+    for n in range(4):  # long passages (120 words each): six of them never fit 160 tokens
+        (docs / f"guide{n}.md").write_text(" ".join(f"card top-up exchange rate cash withdrawal word{n}{k}"
+                                                    for k in range(80)), encoding="utf-8")
+    cfg = yaml.safe_load((root / "project.yaml").read_text())
+    cfg["data"]["docs"] = "docs"
+    (root / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = run_eval(root, "--strategy", "rag", "--retriever", "bm25", "--json")
+    run = json.loads(r.stdout)["runs"][0]
+    assert run["strategy"] == "rag" and run["length"]["prompts_reduced"] == 6 and run["length"]["dropped"] >= 6
+    with Store.for_project(load_project(root)) as store:
+        per_item = store.get_run(run["run_id"])["result"]["per_item"]
+    assert all(len(row["retrieved"]) < 6 for row in per_item)
+    table = " ".join(run_eval(root, "--strategy", "rag", "--retriever", "bm25").stdout.split())
+    assert "RAG passages left out to fit the context" in table

@@ -66,7 +66,9 @@ def print_eval(result: dict, console=None) -> None:
     for m in others:
         t.add_column(m, justify="right")
     t.add_column("cached/new", justify="right")
-    t.add_column("flags", overflow="fold")
+    flagged = any(r.get("constant_output") for r in result["runs"])
+    if flagged:
+        t.add_column("flags", overflow="fold")
     for r in result["runs"]:
         cells = [plain(r["candidate"]), f"{r['items']}" + (f" ({r['errors']} failed)" if r["errors"] else "")]
         if primary:
@@ -74,7 +76,8 @@ def print_eval(result: dict, console=None) -> None:
             cells.append(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip())
         cells += [_fmt((r["metrics"].get(m) or {}).get("value")) for m in others]
         cells.append(f"{r['cached']}/{r['computed']}")
-        cells.append(plain("; ".join(run_flags(r)), "yellow"))
+        if flagged:
+            cells.append(plain("one answer" if r.get("constant_output") else "", "yellow"))
         t.add_row(*cells)
     for b in result.get("baselines") or []:  # what a model that learnt nothing scores
         cells = [plain(b["candidate"], "dim"), plain(b["items"], "dim")]
@@ -82,9 +85,16 @@ def print_eval(result: dict, console=None) -> None:
             md = b["metrics"].get(primary) or {}
             cells.append(plain(f"{_fmt(md.get('value'))} {_ci(md.get('ci'))}".strip() if md else "-", "dim"))
         cells += [plain(_fmt((b["metrics"].get(m) or {}).get("value")), "dim") for m in others]
-        cells += ["", plain(b.get("what", ""), "dim")]
+        cells += [""] * (2 if flagged else 1)
         t.add_row(*cells)
     console.print(t)
+    for b in result.get("baselines") or []:
+        console.print(plain(f"{b['candidate']}: {b.get('what', '')}", "dim"))
+    for r in result["runs"]:  # one answer to nearly every item; answers and prompts the limits cut
+        if r.get("constant_output"):
+            console.print(plain(f"{r['candidate']}: {r['constant_output']['text']}: not a win", "yellow"))
+        for note in length_notes(r.get("length"), r.get("strategy")):
+            console.print(plain(f"{r['candidate']}: {note}", "yellow"))
     sizing = result.get("max_new_tokens") or {}
     if sizing.get("source") == "eval references":
         console.print(plain(f"max_new_tokens {sizing['value']}: sized from the eval references (p{sizing['percentile']:g} "
@@ -163,11 +173,6 @@ def _print_benchmarks(console, block: dict | None) -> None:
         flag = "FORGETTING" if c.get("forgetting") else "no significant loss"
         console.print(plain(f"benchmark {c['task']} {c['a']} -> {c['b']}: {c['metric']} {_fmt(c.get('delta'))} "
                             f"{_ci(c.get('ci'))}, p {_p(c.get('p_value'))}, n={c['n']}: {flag}"))
-def run_flags(run: dict) -> list[str]:
-    """What to distrust in a run's score: one answer to nearly every item, answers or prompts cut."""
-    flag = (run.get("constant_output") or {}).get("text")
-    return ([flag] if flag else []) + length_notes(run.get("length"))
-
 
 def comparison_note(comp: dict) -> str:
     """A comparison's warning: its b (or a) gives one answer to nearly every item."""

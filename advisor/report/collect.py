@@ -56,7 +56,7 @@ def _honesty(ev: dict) -> dict | None:
     runs = []
     for r in ev.get("runs") or []:
         flags = [f for f in [((r.get("constant_output") or {}).get("text"))] if f]
-        runs.append({"candidate": r["candidate"], "flags": flags, "notes": length_notes(r.get("length")),
+        runs.append({"candidate": r["candidate"], "flags": flags, "notes": length_notes(r.get("length"), r.get("strategy")),
                      "confusion": r.get("confusion")})
     baselines = [{"candidate": b["candidate"], "what": b.get("what", "")} for b in ev.get("baselines") or []]
     sizing = ev.get("max_new_tokens") or {}

@@ -222,9 +222,9 @@ def decide(project: Project, store: Store, ev: dict | None, gate: dict | None, t
     rows_a, rows_b = _per_item(store, base), _per_item(store, cand)
     texts = _item_texts(project, ev)
     refs = [texts[r["item"]][1] for r in rows_b if r["item"] in texts]
-    collapsed = one_answer([r.get("output") for r in rows_b if not r.get("error")], refs,
-                           float(value(rubric, "thresholds", "one_answer_share")),
-                           float(value(rubric, "thresholds", "one_answer_margin")))
+    collapsed = cand.get("constant_output") or one_answer(  # the eval's own flag, else this rubric's
+        [r.get("output") for r in rows_b if not r.get("error")], refs,
+        float(value(rubric, "thresholds", "one_answer_share")), float(value(rubric, "thresholds", "one_answer_margin")))
     delta, ci, p = d.get("delta"), d.get("ci"), d.get("p_value")
     good = (lambda x: x > 0) if hib else (lambda x: x < 0)
     bad = (lambda x: x < 0) if hib else (lambda x: x > 0)

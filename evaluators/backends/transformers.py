@@ -252,8 +252,9 @@ class TransformersBackend(Backend):
     def overflow(self, messages: list[dict], room: int) -> int | None:
         return len(self.encode_prompt(messages)) - max(8, self.context - room)
 
-    def _system_tokens(self, messages: list[dict]) -> int:
-        """Tokens of the prompt's opening system messages as the template renders them (0 if none)."""
+    def _system_tokens(self, messages: list[dict], ids: list[int]) -> int:
+        """Tokens of ``ids`` (the encoded prompt) that render its opening system messages: the prefix it
+        shares with the system messages rendered alone (0 if none)."""
         system = []
         for m in messages:
             if m["role"] != "system":
@@ -262,11 +263,15 @@ class TransformersBackend(Backend):
         if not system:
             return 0
         try:
-            text, templated = render_prompt(self.tokenizer, system)
-            ids = self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
+            alone = self.encode_prompt(system)
         except Exception:  # noqa: BLE001 - a template that needs a user turn: keep the end only
             return 0
-        return max(0, len(ids) - 4)  # without the generation prompt's few tokens
+        n = 0
+        for a, b in zip(alone, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
 
     def _left_pad(self, rows: list[list[int]]):
         import torch
@@ -289,7 +294,7 @@ class TransformersBackend(Backend):
         for i, msgs in enumerate(prompts):
             try:
                 ids = self.encode_prompt(msgs)
-                head = self._system_tokens(msgs) if len(ids) > self.context - settings.max_new_tokens else 0
+                head = self._system_tokens(msgs, ids) if len(ids) > self.context - settings.max_new_tokens else 0
                 ids, cut = self._fit(ids, settings.max_new_tokens, head)
                 encoded.append((i, ids, cut))
             except AdviseError:
