@@ -96,6 +96,8 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "recursive_alias": {ASSESS: (2, "project.yaml:7: YAML refused: alias *a refers to a value that contains it"),
                         RUN: (2, "recursive alias")},
     "deep_yaml": {ASSESS: (2, "YAML refused: nested more than 100 levels deep"), RUN: (2, "nested more than 100")},
+    "mapping_as_key": {ASSESS: (2, "project.yaml:6: YAML syntax error: a key must be a plain value"),
+                       RUN: (2, "a key must be a plain value")},  # found by bench/fuzz_records.py (was exit 70)
     "aliases_within_bounds": {ASSESS: (0, "unknown_train_key"), RUN: (0, "train.base: no installed plugin takes it")},
     # project.yaml: schema
     "missing_task": {ASSESS: (2, "project.yaml: task is required but missing"), RUN: (2, "task is required")},
