@@ -164,7 +164,7 @@ class Project(_Strict):
         bm = self.base_model
         if not bm:
             return None
-        p = Path(bm).expanduser()
+        p = _expanded(bm, "base_model", self.project_file)
         if p.is_absolute():
             return p
         local = (self.root or Path(".")) / p
@@ -184,8 +184,19 @@ def confined(root: Path, path: Path, *, strict: bool = False) -> Path | None:
     return resolved if resolved.is_relative_to(root.resolve()) else None
 
 
+def _expanded(rel: str, key: str, pfile: Path) -> Path:
+    """``rel`` with a leading ``~`` or ``~user`` expanded; an unknown user (``~nobody-here/x``) is the
+    user's error, not a RuntimeError (found by bench/fuzz_records.py)."""
+    try:
+        return Path(rel).expanduser()
+    except RuntimeError:
+        user = rel[1:].split("/", 1)[0].split("\\", 1)[0]
+        raise AdviseError(f"{key}: '{rel}' starts with '~{user}', and there is no home directory for "
+                          f"{'user ' + repr(user) if user else 'this user'} to expand it to", file=pfile) from None
+
+
 def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
-    p = Path(rel).expanduser()
+    p = _expanded(rel, key, pfile)
     full = (root / p) if not p.is_absolute() else p
     try:
         inside = confined(root, full)

@@ -79,6 +79,10 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "fifo_data": {ASSESS: (2, "pipe.jsonl: training data file not found")},  # see the README: not a regular file
     "data_path_outside": {ASSESS: (2, "data.train: '../../etc/passwd' points outside the project directory"),
                           RUN: (2, "points outside the project directory")},
+    "tilde_unknown_user": {ASSESS: (2, "data.train: '~no-such-user-here/train.jsonl' starts with '~no-such-user-here'"),
+                           RUN: (2, "there is no home directory")},  # found by bench/fuzz_records.py (was exit 70)
+    "base_model_tilde_unknown_user": {ASSESS: (2, "base_model: '~no-such-user-here/model' starts with"),
+                                      RUN: (2, "there is no home directory")},  # (was exit 70)
     "data_file_missing": {ASSESS: (2, "nope.jsonl: training data file not found"), RUN: (2, "not found")},
     "data_path_is_a_directory": {ASSESS: (2, "data: training data file not found")},
     # project.yaml: form
