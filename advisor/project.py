@@ -271,6 +271,8 @@ def parse_project(text: str, root: Path, file: Path) -> Project:
     # confine data paths now, so every command fails early and the same way
     for key in ("train", "eval", "docs"):
         project.data_path(key)
+    if project.base_model and project.base_model.startswith("~"):  # every command, not only assess
+        _expanded(project.base_model, "base_model", file)
     return project
 
 
