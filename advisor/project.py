@@ -248,7 +248,7 @@ class Project(_Strict):
         bm = self.base_model
         if not bm:
             return None
-        p = Path(bm).expanduser()
+        p = _expanded(bm, "base_model", self.project_file)
         if p.is_absolute():
             return p
         local = (self.root or Path(".")) / p
@@ -268,8 +268,19 @@ def confined(root: Path, path: Path, *, strict: bool = False) -> Path | None:
     return resolved if resolved.is_relative_to(root.resolve()) else None
 
 
+def _expanded(rel: str, key: str, pfile: Path) -> Path:
+    """``rel`` with a leading ``~`` or ``~user`` expanded; an unknown user (``~nobody-here/x``) is the
+    user's error, not a RuntimeError (found by bench/fuzz_records.py)."""
+    try:
+        return Path(rel).expanduser()
+    except RuntimeError:
+        user = rel[1:].split("/", 1)[0].split("\\", 1)[0]
+        raise AdviseError(f"{key}: '{rel}' starts with '~{user}', and there is no home directory for "
+                          f"{'user ' + repr(user) if user else 'this user'} to expand it to", file=pfile) from None
+
+
 def _inside(root: Path, rel: str, key: str, pfile: Path) -> Path:
-    p = Path(rel).expanduser()
+    p = _expanded(rel, key, pfile)
     full = (root / p) if not p.is_absolute() else p
     try:
         inside = confined(root, full)
@@ -345,6 +356,8 @@ def parse_project(text: str, root: Path, file: Path) -> Project:
     # confine data paths now, so every command fails early and the same way
     for key in ("train", "eval", "docs"):
         project.data_path(key)
+    if project.base_model and project.base_model.startswith("~"):  # every command, not only assess
+        _expanded(project.base_model, "base_model", file)
     return project
 
 

@@ -106,11 +106,16 @@ class ProjectLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # `{a: 1}: 2` or `[x]: 2` (found by bench/fuzz_records.py)
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value (text or a number), not a mapping or a list",
+                    key_node.start_mark)
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"found duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 

@@ -79,6 +79,10 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "fifo_data": {ASSESS: (2, "is a named pipe (FIFO), not a regular file")},
     "data_path_outside": {ASSESS: (2, "data.train: '../../etc/passwd' points outside the project directory"),
                           RUN: (2, "points outside the project directory")},
+    "tilde_unknown_user": {ASSESS: (2, "data.train: '~no-such-user-here/train.jsonl' starts with '~no-such-user-here'"),
+                           RUN: (2, "there is no home directory")},  # found by bench/fuzz_records.py (was exit 70)
+    "base_model_tilde_unknown_user": {ASSESS: (2, "base_model: '~no-such-user-here/model' starts with"),
+                                      RUN: (2, "there is no home directory")},  # (was exit 70)
     "data_file_missing": {ASSESS: (2, "nope.jsonl: training data file not found"), RUN: (2, "not found")},
     "data_path_is_a_directory": {ASSESS: (2, "is a directory, not a regular file")},
     # project.yaml: form
@@ -96,6 +100,8 @@ CASES: dict[str, dict[str, tuple[int, str]]] = {
     "recursive_alias": {ASSESS: (2, "project.yaml:7: YAML refused: alias *a refers to a value that contains it"),
                         RUN: (2, "recursive alias")},
     "deep_yaml": {ASSESS: (2, "YAML refused: nested more than 100 levels deep"), RUN: (2, "nested more than 100")},
+    "mapping_as_key": {ASSESS: (2, "project.yaml:6: YAML syntax error: a key must be a plain value"),
+                       RUN: (2, "a key must be a plain value")},  # found by bench/fuzz_records.py (was exit 70)
     "aliases_within_bounds": {ASSESS: (0, "unknown_train_key"), RUN: (0, "train.base: no installed plugin takes it")},
     # project.yaml: schema
     "missing_task": {ASSESS: (2, "project.yaml: task is required but missing"), RUN: (2, "task is required")},

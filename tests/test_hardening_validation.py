@@ -237,3 +237,22 @@ def test_the_confusables_table_is_a_rubric_with_its_source():
 
     assert "TR39" in source(load_rubric("confusables"), "letters")
     assert skeleton("\u0441\u0430n\u0441\u0435l") == skeleton("\uff43ancel") == "cancel"
+
+
+# -- found by bench/fuzz_records.py ------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["assess", "eval", "train", "run"])
+def test_a_home_directory_that_does_not_exist_is_bad_input_for_every_command(tmp_path, command):
+    root = project(tmp_path / "p", "")
+    text = (root / "project.yaml").read_text().replace("Qwen/Qwen2.5-0.5B-Instruct", "~no-such-user-here/model")
+    (root / "project.yaml").write_text(text)
+    r = cli(command, root)
+    assert r.exit_code == 2 and "internal error" not in r.output, r.output
+    assert r.stderr.strip() == (f"advise: {root / 'project.yaml'}: base_model: '~no-such-user-here/model' starts with "
+                                "'~no-such-user-here', and there is no home directory for user 'no-such-user-here' "
+                                "to expand it to")
+
+
+def test_a_mapping_as_a_key_is_bad_input_not_a_crash(tmp_path):
+    root = project(tmp_path / "p", "train:\n  [a, b]: 1\n")
+    assert "a key must be a plain value (text or a number), not a mapping or a list" in one_error(
+        cli("assess", root, "--no-embeddings"), 7)

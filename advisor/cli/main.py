@@ -157,9 +157,10 @@ def assess(project_dir: Path, as_json: bool, no_embeddings: bool, probe: bool, p
 
     project = load_project(project_dir)
     result, _ = assess_and_store(project, use_embeddings=not no_embeddings, command=" ".join(sys.argv))
-    from advisor.cli.config_check import with_config_findings
+    if project.eval.gates or project.train.model_extra:  # (the registries cost a second to import)
+        from advisor.cli.config_check import with_config_findings
 
-    result = with_config_findings(result, project)  # train: keys and gates checked against what is installed
+        result = with_config_findings(result, project)  # train: keys and gates checked against what is installed
     if probe:  # an extension of the contract: without --probe the JSON is what it always was
         import contextlib
 
