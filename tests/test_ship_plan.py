@@ -135,7 +135,7 @@ def test_provenance_names_hashes_licences_the_base_model_card_and_what_was_not_m
     assert "README.md: Source: BANKING77 (PolyAI), CC BY 4.0 -- see NOTICE." in text
     assert "LlamaForCausalLM" in text and "Licence: apache-2.0 (" in text
     assert "<script" not in raw.lower() and "&lt;script&gt;" in raw
-    assert "tuned:lora 0.390 [0.280, 0.490]" in text and "Measured: a general-capability canary" in text
+    assert "tuned:lora 0.390 [0.280, 0.490]" in text and "Measured: a general-capability canary (short general questions" in text
     assert "robustness to adversarial inputs" in text and "the offline eval has 100 items" in text
 
 
@@ -148,7 +148,7 @@ def test_provenance_says_so_when_nothing_is_stated(tmp_path, tiny_model_dir):
     _, _, html = report(p, tmp_path)
     _, text = section(html, "provenance")
     assert "no licence (no LICENSE, NOTICE or licence line in its README)" in text
-    assert "Licence: not stated" in text and "Not measured: no canary set was scored" in text
+    assert "Licence: not stated" in text and "Not measured: the stored eval has no canary scores" in text
 
 
 def test_the_psi_noise_floor_is_what_samples_of_one_distribution_give():

@@ -166,7 +166,9 @@ def provenance(project: Project, assessment: dict | None, ev: dict | None, train
     forgetting = None
     if canary:
         forgetting = {"measured": [{"candidate": k, "value": v.get("value"), "ci": v.get("ci")} for k, v in canary.items()],
-                      "what": "a general-capability canary set scored for each candidate (eval.canary)"}
+                      "what": "a general-capability canary (short general questions, evaluators/data/canary.jsonl "
+                              "unless the project gives its own) answered zero-shot by the base and each tuned model; a drop "
+                              "means lost general ability, the set is too small to rank models"}
     return {"framework": NIST, "data": _data(project, assessment, trained_on or {}), "project_licences": project_licences,
             "base_model": _base_model(project, train), "forgetting": forgetting, "not_measured": NOT_MEASURED,
             "limits": _limits(project, assessment, decision, ev, train)}
