@@ -168,3 +168,38 @@ def test_the_psi_noise_floor_is_what_samples_of_one_distribution_give():
     assert psi_noise(bins, w, 2000) <= 0.05 < psi_noise(bins, w - 1, 2000)
     assert min_window(bins, 20, 0.1) is None  # a training set this small cannot anchor a 0.1 alert
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0 and psi([0.9, 0.1], [0.1, 0.9]) > 0.25
+
+
+def test_a_continuous_metric_gets_a_means_plan_from_the_per_item_spread(tmp_path, tiny_model_dir):
+    """Scores between 0 and 1 per item (a ROUGE-like metric): the A/B size is a two-sample z-test on the
+    mean, standardised by the pooled within-model SD of the stored per-item scores."""
+    import random
+
+    import numpy as np
+
+    p = project(tmp_path, tiny_model_dir, {})
+    refs = refs_of(p)
+    rng = random.Random(5)
+    base = [min(1.0, max(0.0, rng.gauss(0.40, 0.15))) for _ in refs]
+    tuned = [min(1.0, max(0.0, x + rng.gauss(0.12, 0.10))) for x in base]
+    store_eval(p, {"base:zero-shot": list(refs), "tuned:lora": list(refs)},
+               scores={"base:zero-shot": base, "tuned:lora": tuned}, metric="rouge_l")
+    _, _, html = report(p, tmp_path)
+    raw, text = section(html, "plan")
+    sd = float(np.sqrt((np.var(base, ddof=1) + np.var(tuned, ddof=1)) / 2))
+    assert f"per-request SD ({sd:.3f}, within each model's eval answers, pooled)" in text
+    rows = plan_rows(raw[raw.index("<table>"):raw.index("</table>")])
+    delta = sum(tuned) / len(tuned) - sum(base) / len(base)
+    for row, d in zip(rows, [delta, delta / 2], strict=True):
+        want = math.ceil(sm_power.zt_ind_solve_power(effect_size=d / sd, alpha=0.05, power=0.8, ratio=1.0))
+        assert row[1] == f"{d:+.3f}" and row[3] == f"{want:,}" and row[4] == f"{2 * want:,}", (row, want)
+    assert "rate: control" not in raw  # no rates for a mean
+
+
+def test_the_plan_says_what_the_offline_decision_means_for_the_test(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {"accuracy": ">= 0.9"})
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.1, 1), "tuned:lora": answers(refs, 0.7, 3)})
+    tone, _, html = report(p, tmp_path)
+    _, text = section(html, "plan")
+    assert tone == "noship" and re.search(r"The offline decision is do not ship ?: exposing users is not advised", text)

@@ -100,9 +100,9 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
     vb = ((runs.get(b) or {}).get("metrics") or {}).get(m, {}).get("value")
     if va is None or vb is None:
         return None
-    scores = [((r.get("scores") or {}).get(m)) for who in (a, b) for r in _per_item(store, ev, who)
-              if not r.get("error")]
-    scores = [float(s) for s in scores if s is not None]
+    arms = [[float(x) for x in (((r.get("scores") or {}).get(m)) for r in _per_item(store, ev, who) if not r.get("error"))
+             if x is not None] for who in (a, b)]
+    scores = arms[0] + arms[1]
     binary = decision.get("items") and all(s in (0.0, 1.0) for s in scores) and 0.0 <= va <= 1.0 and 0.0 <= vb <= 1.0
     delta = vb - va
     out = {"metric": m, "control": a, "treatment": b, "control_value": va, "treatment_value": vb, "alpha": alpha,
@@ -122,7 +122,10 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
                                 "per_arm": n, "total": None if n is None else 2 * n})
         out["statistic"] = "Cohen's h of the two rates"
     else:
-        sd = float(np.std(scores, ddof=1)) if len(scores) > 2 else None
+        # the SD of one request's score within an arm (pooled over the two models): the spread an online
+        # arm has, without the difference between the models that the test is to detect
+        sd = (math.sqrt((np.var(arms[0], ddof=1) + np.var(arms[1], ddof=1)) / 2.0)
+              if min(len(arms[0]), len(arms[1])) > 1 else None)
         if not sd or not math.isfinite(sd):
             out["note"] = f"The per-item {m} scores have no spread to size a test from."
             return out
@@ -131,7 +134,8 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
             n = ab_n_means(d, sd, alpha, power)
             out["rows"].append({"label": label, "delta": d, "effect_size": d / sd, "per_arm": n,
                                 "total": None if n is None else 2 * n})
-        out["statistic"] = f"the difference of mean {m} over its per-request SD ({sd:.3f}, both models' eval items)"
+        out["statistic"] = (f"the difference of mean {m} over its per-request SD ({sd:.3f}, within each model's eval "
+                            "answers, pooled)")
     return out
 
 
