@@ -203,3 +203,28 @@ def test_the_plan_says_what_the_offline_decision_means_for_the_test(tmp_path, ti
     tone, _, html = report(p, tmp_path)
     _, text = section(html, "plan")
     assert tone == "noship" and re.search(r"The offline decision is do not ship ?: exposing users is not advised", text)
+
+
+def test_a_docs_folder_is_hashed_as_a_tree_and_changes_with_any_file(tmp_path):
+    import shutil
+
+    from conftest import SAMPLES
+
+    from advisor.project import load_project
+    from advisor.report.provenance import provenance
+
+    root = tmp_path / "rag"
+    shutil.copytree(SAMPLES / "policy-faq-rag", root, ignore=shutil.ignore_patterns(".advise"))
+
+    def docs_row():
+        rows = {r["role"]: r for r in provenance(load_project(root), None, None, None, None, None)["data"]}
+        return rows["docs"]
+
+    files = sorted(f for f in (root / "docs").rglob("*") if f.is_file())
+    tree = "".join(f"{f.relative_to(root / 'docs').as_posix()}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n"
+                   for f in files)
+    row = docs_row()
+    assert row["path"] == "docs" and row["sha256"] == f"{hashlib.sha256(tree.encode()).hexdigest()} ({len(files):,} files)"
+    with open(files[0], "a", encoding="utf-8") as fh:
+        fh.write("\nrevised")
+    assert docs_row()["sha256"] != row["sha256"]

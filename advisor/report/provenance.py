@@ -11,6 +11,7 @@ the Hugging Face cache); anything not stated reads "not stated", never a guess.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -88,9 +89,10 @@ def _data(project: Project, assessment: dict | None, trained_on: dict) -> list[d
         if p is None or not p.exists():
             continue
         rel = str(p.relative_to(project.root)) if p.is_relative_to(project.root) else str(p)
-        if p.is_dir():
+        if p.is_dir():  # a folder (docs/): sha256 of its files' relative paths and sha256s, sorted
             files = sorted(f for f in p.rglob("*") if f.is_file())
-            digest = f"{len(files):,} files" if files else "empty"
+            tree = "".join(f"{f.relative_to(p).as_posix()}\0{file_hash(f)}\n" for f in files)
+            digest = hashlib.sha256(tree.encode()).hexdigest() + f" ({len(files):,} files)"
         else:
             digest = file_hash(p)
         examples = (((assessment or {}).get("data") or {}).get(role) or {}).get("examples")
