@@ -63,6 +63,11 @@ def test_every_command_keeps_stderr_to_its_own_lines(tmp_path, train_tiny_model)
     run("export", runs[-1].name, tmp_path / "exported", "--project", ticket)
     card = (tmp_path / "exported" / "README.md").read_text()
     assert "[More Information Needed]" not in card and "advise" in card  # advise's own card, not a template
+    # the exported (merged) model evaluated by name and gated: a full model load, no weight-loading bar
+    cfg["eval"]["candidates"] = {"exported": str(tmp_path / "exported")}
+    (ticket / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run("eval", ticket, "--candidate", "tuned:exported")
+    run("gate", ticket, "--candidate", "tuned:exported")
     # the tiny model's build: its pretraining lines and nothing else (no "Writing model shards" bar)
     res = run("models", "tiny", tmp_path / "tiny", "--steps", "2")
     lines = res.stderr.splitlines()
