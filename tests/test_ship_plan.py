@@ -228,3 +228,15 @@ def test_a_docs_folder_is_hashed_as_a_tree_and_changes_with_any_file(tmp_path):
     with open(files[0], "a", encoding="utf-8") as fh:
         fh.write("\nrevised")
     assert docs_row()["sha256"] != row["sha256"]
+
+
+def test_a_project_overrides_the_plan_thresholds_in_its_rubric(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {})
+    (p.root / "rubrics").mkdir()
+    (p.root / "rubrics" / "report.yaml").write_text("plan:\n  psi_alert: 0.2\n  smaller_effect_share: 0.25\n")
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.2, 1), "tuned:lora": answers(refs, 0.9, 3)})
+    _, _, html = report(p, tmp_path)
+    raw, text = section(html, "plan")
+    assert "25% of it (a smaller effect)" in text and "PSI > 0.2" in text and "PSI > 0.1 " not in text
+    assert "under 0.1)" in text  # the window keeps the no-shift PSI under half the project's alert level

@@ -205,12 +205,12 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
         rows.append({"signal": "refusal-like answers", "statistic": "share of answers that open like a refusal",
                      "baseline": f"{refusal:.1%} of {len(outputs):,} eval answers",
                      "alert": f"> {refusal + add_r:.1%} (baseline + {add_r:.0%})",
-                     "retrain": f"> {refusal + 2 * add_r:.1%} for a week", "source": "engineering"})
+                     "retrain": f"> {refusal + 2 * add_r:.1%} for a week", "source": "plan"})
         rows.append({"signal": "format errors", "statistic": f"share of {what}; failed calls apart",
                      "baseline": f"{bad / len(outputs):.1%} of {len(outputs):,} eval answers"
                                  + (f"; {errors:,} failed calls" if errors else ""),
                      "alert": f"> {bad / len(outputs) + add_f:.1%} (baseline + {add_f:.0%})",
-                     "retrain": f"> {bad / len(outputs) + 2 * add_f:.1%} for a week", "source": "engineering"})
+                     "retrain": f"> {bad / len(outputs) + 2 * add_f:.1%} for a week", "source": "plan"})
     m = decision["metric"]
     ci = next((((r.get("metrics") or {}).get(m) or {}).get("ci") for r in ev.get("runs") or []
                if r.get("candidate") == decision["candidate"]), None)
@@ -235,6 +235,6 @@ def plan(project: Project, store: Store, ev: dict | None, decision: dict | None,
     if not ev or not decision:
         return None
     rubric = load_rubric("report", project.root)
-    sources = {k: rubric["sources"][k][1] for k in ("psi", "engineering", "offline")}
+    sources = {k: rubric["sources"][k][1] for k in ("psi", "plan", "offline")}
     return {"ab_test": _ab_test(decision, ev, store, rubric), **_monitoring(project, decision, ev, store, assessment, rubric),
             "sources": sources, "outcome": decision["outcome"]}
