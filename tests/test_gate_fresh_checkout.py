@@ -60,6 +60,12 @@ def test_gate_eval_gates_an_exported_model_in_a_checkout_without_a_run_store(exp
     assert set(runs) >= {"base:zero-shot", "tuned:lora"}
     assert runs["tuned:lora"]["config"]["candidate"]["model"] == str(repo / "models" / "ticket-lora")
 
+    # the report of that CI job (docs/ci.md uploads it): the decision, the plan and the exported model's provenance
+    res = fx.cli("report", repo, "--out", tmp_path / "ci-report.html")
+    assert res.exit_code == 0, res.stderr
+    html = (tmp_path / "ci-report.html").read_text()
+    assert 'id="decision"' in html and 'id="plan"' in html and 'id="provenance"' in html and "tuned:lora" in html
+
     # the run store restored from an artifact into another fresh checkout: gated without evaluating again
     restored = fresh_checkout(ticket, model, tmp_path / "ci-restored", {"accuracy": ">= 0.0"})
     (restored / ".advise").mkdir()
