@@ -240,3 +240,23 @@ def test_a_project_overrides_the_plan_thresholds_in_its_rubric(tmp_path, tiny_mo
     raw, text = section(html, "plan")
     assert "25% of it (a smaller effect)" in text and "PSI > 0.2" in text and "PSI > 0.1 " not in text
     assert "under 0.1)" in text  # the window keeps the no-shift PSI under half the project's alert level
+
+
+def test_a_corpus_level_metric_without_per_item_scores_gets_no_made_up_size(tmp_path, tiny_model_dir):
+    from advisor.report.plan import plan
+    from advisor.store import Store
+
+    p = project(tmp_path, tiny_model_dir, {})
+    with Store.for_project(p) as store:
+        ids = {}
+        for name in ("base:zero-shot", "tuned:lora"):
+            ids[name] = store.start_run("eval", name=name)
+            store.finish_run(ids[name], "done", {"candidate": name, "per_item": [
+                {"item": f"i{k}", "line": k + 1, "output": "card_arrival", "error": None, "scores": {}} for k in range(50)]})
+        ev = {"runs": [{"candidate": n, "run_id": ids[n], "metrics": {"macro_f1": {"value": v, "ci": [v - 0.1, v + 0.1]}}}
+                       for n, v in (("base:zero-shot", 0.4), ("tuned:lora", 0.7))]}
+        decision = {"metric": "macro_f1", "baseline": "base:zero-shot", "candidate": "tuned:lora", "items": 50,
+                    "outcome": "ship", "higher_is_better": True}
+        out = plan(p, store, ev, decision, None)
+    assert out["ab_test"]["rows"] == [] and "no per-item scores" in out["ab_test"]["note"]
+    assert any(r["signal"] == "format errors" for r in out["rows"])  # the rates are still measured

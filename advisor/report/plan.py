@@ -103,10 +103,14 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
     arms = [[float(x) for x in (((r.get("scores") or {}).get(m)) for r in _per_item(store, ev, who) if not r.get("error"))
              if x is not None] for who in (a, b)]
     scores = arms[0] + arms[1]
-    binary = decision.get("items") and all(s in (0.0, 1.0) for s in scores) and 0.0 <= va <= 1.0 and 0.0 <= vb <= 1.0
+    binary = bool(scores) and all(s in (0.0, 1.0) for s in scores)
     delta = vb - va
     out = {"metric": m, "control": a, "treatment": b, "control_value": va, "treatment_value": vb, "alpha": alpha,
            "power": power, "kind": "proportions" if binary else "means", "rows": []}
+    if not scores:
+        out["note"] = (f"{m} has no per-item scores (a corpus-level metric such as BLEU or macro-F1 is not a mean of "
+                       "requests): size the online test on a per-request metric instead.")
+        return out
     if delta == 0 and decision.get("min_detectable_effect"):
         effects = [("the smallest difference the offline eval could detect", float(decision["min_detectable_effect"]))]
     elif delta == 0:
