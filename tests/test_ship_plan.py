@@ -260,3 +260,16 @@ def test_a_corpus_level_metric_without_per_item_scores_gets_no_made_up_size(tmp_
         out = plan(p, store, ev, decision, None)
     assert out["ab_test"]["rows"] == [] and "no per-item scores" in out["ab_test"]["note"]
     assert any(r["signal"] == "format errors" for r in out["rows"])  # the rates are still measured
+
+
+def test_a_rate_already_near_100_percent_gets_no_threshold_above_it(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {})
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.2, 1), "tuned:lora": ["no label"] * len(refs)})
+    r = CliRunner().invoke(main, ["assess", str(p.root)])
+    assert r.exit_code == 0, r.output
+    _, _, html = report(p, tmp_path)
+    raw, _ = section(html, "plan")
+    fmt = {row[0]: row for row in plan_rows(raw[raw.index("What to monitor"):])}["format errors"]
+    assert fmt[2] == "100.0% of 100 eval answers" and fmt[3].startswith("– (the offline rate leaves no room")
+    assert "100.0%" not in fmt[3] + fmt[4] and "102" not in fmt[3] + fmt[4]

@@ -90,6 +90,12 @@ def _per_item(store: Store, ev: dict, candidate: str) -> list[dict]:
     return ((got or {}).get("result") or {}).get("per_item") or []
 
 
+def _above(rate: float, rise: float, k: int, tail: str) -> str:
+    """The threshold ``rate + k * rise`` of a share, or why there is none (a rate cannot pass 100%)."""
+    x = rate + k * rise
+    return f"> {x:.1%}{tail}" if x < 1.0 else "– (the offline rate leaves no room: fix it before shipping)"
+
+
 def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | None:
     alpha = float(value(rubric, "thresholds", "alpha"))
     power = float(value(rubric, "thresholds", "power"))
@@ -206,15 +212,16 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
         errors = len(rows_b) - len(outputs)
         add_r = float(value(rubric, "plan", "refusal_rise"))
         add_f = float(value(rubric, "plan", "format_error_rise"))
+        fmt_rate = bad / len(outputs)
         rows.append({"signal": "refusal-like answers", "statistic": "share of answers that open like a refusal",
                      "baseline": f"{refusal:.1%} of {len(outputs):,} eval answers",
-                     "alert": f"> {refusal + add_r:.1%} (baseline + {add_r:.0%})",
-                     "retrain": f"> {refusal + 2 * add_r:.1%} for a week", "source": "plan"})
+                     "alert": _above(refusal, add_r, 1, f" (baseline + {add_r:.0%})"),
+                     "retrain": _above(refusal, add_r, 2, " for a week"), "source": "plan"})
         rows.append({"signal": "format errors", "statistic": f"share of {what}; failed calls apart",
-                     "baseline": f"{bad / len(outputs):.1%} of {len(outputs):,} eval answers"
+                     "baseline": f"{fmt_rate:.1%} of {len(outputs):,} eval answers"
                                  + (f"; {errors:,} failed calls" if errors else ""),
-                     "alert": f"> {bad / len(outputs) + add_f:.1%} (baseline + {add_f:.0%})",
-                     "retrain": f"> {bad / len(outputs) + 2 * add_f:.1%} for a week", "source": "plan"})
+                     "alert": _above(fmt_rate, add_f, 1, f" (baseline + {add_f:.0%})"),
+                     "retrain": _above(fmt_rate, add_f, 2, " for a week"), "source": "plan"})
     m = decision["metric"]
     ci = next((((r.get("metrics") or {}).get(m) or {}).get("ci") for r in ev.get("runs") or []
                if r.get("candidate") == decision["candidate"]), None)
