@@ -401,6 +401,11 @@ def _no_results(project: Project, store: Store) -> AdviseError:
     return AdviseError(f"no stored eval results for the current eval data{why}: run advise eval", file=store.path)
 
 
+def _named_missing(project: Project, summary: dict) -> bool:
+    have = {r.get("candidate") for r in summary.get("runs") or []}
+    return any(f"tuned:{name}" not in have for name in project.eval.candidates)
+
+
 def check_project(project: Project, store: Store, *, candidate: str | None = None, baseline: str | None = None,
                   summary: dict | None = None, evaluate_first: bool = False, progress: bool = False,
                   command: str | None = None) -> dict:
@@ -417,6 +422,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
     if not gates:
         raise NothingToGate("no gates: add eval.gates to project.yaml (see docs/ci.md)", file=project.project_file)
     summary = summary or stored_results(project, store)
+    if summary is not None and evaluate_first and _named_missing(project, summary):
+        summary = None  # a model named in eval.candidates has no results yet: evaluate (stored answers are reused)
     if summary is None:
         if not evaluate_first:
             raise _no_results(project, store)

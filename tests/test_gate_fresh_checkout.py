@@ -74,6 +74,15 @@ def test_gate_eval_gates_an_exported_model_in_a_checkout_without_a_run_store(exp
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["gates"][0]["observed"] == value
 
+    # a model named in eval.candidates after the store was restored: gate --eval evaluates it (only it:
+    # the answers already stored are reused)
+    cfg = yaml.safe_load((restored / "project.yaml").read_text())
+    cfg["eval"]["candidates"]["again"] = "models/ticket-lora"
+    (restored / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = fx.cli("gate", restored, "--eval", "--candidate", "tuned:again", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["gates"][0]["observed"] == value  # the same model, the same score
+
     # the same checkout with a gate the model misses: exit 1, with the numbers
     repo = fresh_checkout(ticket, model, tmp_path / "ci-fail", {"accuracy": f">= {value + 0.01:.4f}"})
     res = fx.cli("gate", repo, "--eval", "--json")
