@@ -154,7 +154,6 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
     psi_warn = float(value(rubric, "plan", "psi_alert"))
     psi_retrain = float(value(rubric, "plan", "psi_retrain"))
     rows: list[dict] = []
-    data = None
     try:
         data = load_project_data(project)
     except Exception:  # noqa: BLE001 - the plan still gives the rates it can measure
@@ -173,7 +172,7 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
                                  + ("–" if now is None else f"{now:.3f} (no-shift expectation at these sizes "
                                     f"{psi_noise(bins, len(data.eval), len(train_len)):.3f})"),
                      "alert": f"PSI > {psi_warn:g}", "retrain": f"PSI > {psi_retrain:g}", "source": "psi"})
-    rows_b = [r for r in _per_item(store, ev, decision["candidate"])]
+    rows_b = _per_item(store, ev, decision["candidate"])
     outputs = [r.get("output") for r in rows_b if not r.get("error") and r.get("output") is not None]
     labels = (((assessment or {}).get("data") or {}).get("train") or {}).get("outputs", {}).get("labels")
     label_set = {_norm(k) for k in (labels or {}).get("counts", {})}
