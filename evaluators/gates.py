@@ -602,6 +602,11 @@ def _attach_human(project: Project, store: Store, views: dict[str, RunView]) -> 
             v.scores[metric] = [by_item.get(i) for i in v.item_ids]
 
 
+def _named_missing(project: Project, summary: dict) -> bool:
+    have = {r.get("candidate") for r in summary.get("runs") or []}
+    return any(f"tuned:{name}" not in have for name in project.eval.candidates)
+
+
 def check_project(project: Project, store: Store, *, candidate: str | None = None, baseline: str | None = None,
                   summary: dict | None = None, evaluate_first: bool = False, progress: bool = False,
                   command: str | None = None) -> dict:
@@ -618,6 +623,8 @@ def check_project(project: Project, store: Store, *, candidate: str | None = Non
     if not gates:
         raise NothingToGate("no gates: add eval.gates to project.yaml (see docs/ci.md)", file=project.project_file)
     summary = summary or stored_results(project, store)
+    if summary is not None and evaluate_first and _named_missing(project, summary):
+        summary = None  # a model named in eval.candidates has no results yet: evaluate (stored answers are reused)
     if summary is None:
         if not evaluate_first:
             raise _no_results(project, store)

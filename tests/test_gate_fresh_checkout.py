@@ -60,6 +60,12 @@ def test_gate_eval_gates_an_exported_model_in_a_checkout_without_a_run_store(exp
     assert set(runs) >= {"base:zero-shot", "tuned:lora"}
     assert runs["tuned:lora"]["config"]["candidate"]["model"] == str(repo / "models" / "ticket-lora")
 
+    # the report of that CI job (docs/ci.md uploads it): the decision, the plan and the exported model's provenance
+    res = fx.cli("report", repo, "--out", tmp_path / "ci-report.html")
+    assert res.exit_code == 0, res.stderr
+    html = (tmp_path / "ci-report.html").read_text()
+    assert 'id="decision"' in html and 'id="plan"' in html and 'id="provenance"' in html and "tuned:lora" in html
+
     # the run store restored from an artifact into another fresh checkout: gated without evaluating again
     restored = fresh_checkout(ticket, model, tmp_path / "ci-restored", {"accuracy": ">= 0.0"})
     (restored / ".advise").mkdir()
@@ -67,6 +73,15 @@ def test_gate_eval_gates_an_exported_model_in_a_checkout_without_a_run_store(exp
     res = fx.cli("gate", restored, "--json")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["gates"][0]["observed"] == value
+
+    # a model named in eval.candidates after the store was restored: gate --eval evaluates it (only it:
+    # the answers already stored are reused)
+    cfg = yaml.safe_load((restored / "project.yaml").read_text())
+    cfg["eval"]["candidates"]["again"] = "models/ticket-lora"
+    (restored / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = fx.cli("gate", restored, "--eval", "--candidate", "tuned:again", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["gates"][0]["observed"] == value  # the same model, the same score
 
     # the same checkout with a gate the model misses: exit 1, with the numbers
     repo = fresh_checkout(ticket, model, tmp_path / "ci-fail", {"accuracy": f">= {value + 0.01:.4f}"})

@@ -57,6 +57,31 @@ def synthetic(n_items=40):
         "gate": {"status": "pass", "gates": [{"gate": "accuracy >= 0.6", "status": "pass", "message": "0.8 meets >= 0.6"}]},
         "repro": {"config": json.dumps({"lr": 1e-3, "note": EVIL[0]}), "command": "advise run sample"},
         "pipeline": {"notes": ["note " + EVIL[3]]},
+        "plan": {"outcome": "ship", "ab_test": {
+            "metric": "accuracy", "control": "base:few-shot", "treatment": "tuned:lora", "control_value": 0.3,
+            "treatment_value": 0.8, "alpha": 0.05, "power": 0.8, "kind": "proportions",
+            "statistic": "Cohen's h of the two rates", "rows": [
+                {"label": "the measured effect", "delta": 0.5, "from": 0.3, "to": 0.8, "effect_size": 1.0734,
+                 "per_arm": 14, "total": 28},
+                {"label": "50% of it (a smaller effect)", "delta": 0.25, "from": 0.3, "to": 0.55,
+                 "effect_size": 0.5, "per_arm": 63, "total": 126}]},
+            "rows": [{"signal": "input length (words) against the training inputs " + EVIL[0],
+                      "statistic": "PSI over the training inputs' deciles (10 bins), on windows of at least 1,234 requests",
+                      "baseline": "train p50 9, p90 15 words; eval set PSI 0.031", "alert": "PSI > 0.1",
+                      "retrain": "PSI > 0.25"},
+                     {"signal": "format errors", "statistic": "share of answers that are not one of the training labels",
+                      "baseline": "2.0% of 40 eval answers", "alert": "> 4.0% (baseline + 2%)",
+                      "retrain": "> 6.0% for a week"}],
+            "edges": [6.0, 7.0, 8.0, 9.0], "sources": {"psi": "Siddiqi 2006 " + EVIL[2]}},
+        "provenance": {"framework": "NIST AI 100-1 (AI RMF 1.0)", "project_licences": ["LICENSE: " + EVIL[1]],
+                       "data": [{"role": role, "path": f"data/{role}.jsonl", "sha256": "ab" * 32, "examples": 308,
+                                 "licences": ["README.md: License: CC BY 4.0 " + EVIL[3]], "changed_since_training": False}
+                                for role in ("train", "eval")],
+                       "base_model": {"id": "Qwen/Qwen2.5-0.5B-Instruct", "revision": "c" * 40, "licence": "apache-2.0",
+                                      "card": "the model card's YAML front matter", "architecture": "Qwen2ForCausalLM"},
+                       "forgetting": {"what": "a general-capability canary set", "measured": [
+                           {"candidate": "tuned:lora", "value": 0.45, "ci": [0.25, 0.65]}]},
+                       "not_measured": ["robustness to adversarial inputs"], "limits": ["limit " + EVIL[4]]},
     }
 
 
@@ -95,6 +120,11 @@ def test_report_in_headless_chromium(tmp_path):
     assert "LORA" in text and "Warnings" in text and "11 of 308 eval records" in text and "built-in method" not in text
     assert text.index("SHIP") < text.index("Verdict") and "Examples side by side" in text
     assert "Hyperparameters" in text and "learning rate" in text
+    # the plan after the decision, provenance before the reproducibility section
+    html = (tmp_path / "report.html").read_text()
+    ids = [html.index(f'<section id="{x}"') for x in ("plan", "verdict", "cost", "provenance", "repro")]
+    assert html.index('id="decision"') < ids[0] and ids == sorted(ids)
+    assert "63" in text and "ab" * 32 in text and "Qwen2ForCausalLM" in text and "apache-2.0" in text
     img = Image.open(tmp_path / "shot.png").convert("RGB")
     assert img.width == 1280 and img.height > 2000
     # the decision box is drawn first: its green border colour (#1a7f37) is on the top of the screenshot
@@ -123,11 +153,17 @@ def test_report_prints(tmp_path):
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 718, "height": 1000})  # A4's printable width at 96 dpi
             page.goto(html.resolve().as_uri())
             page.emulate_media(media="print")
             assert page.locator("nav.toc").is_hidden()
             assert page.evaluate("getComputedStyle(document.querySelector('.scroll')).overflowX") == "visible"
+            # no table runs past the page's right edge (printed, a scroll box cannot scroll: it would be cut)
+            cut = page.evaluate("""() => [...document.querySelectorAll('table')].filter(
+                t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map(
+                t => (t.closest('section') || {}).id + ': ' + t.innerText.slice(0, 60))""")
+            assert cut == []
+            assert page.locator("#plan table").count() == 2 and page.locator("#provenance table").count() == 1
             pdf = page.pdf(format="A4")
         finally:
             browser.close()

@@ -41,37 +41,40 @@ def answers(refs, accuracy, seed, wrong=None):
     return [r if i in right else (wrong or next(x for x in LABELS if x != r)) for i, r in enumerate(refs)]
 
 
-def store_eval(p, outputs: dict[str, list[str]], extra: dict | None = None):
+def store_eval(p, outputs: dict[str, list[str]], extra: dict | None = None, scores: dict[str, list[float]] | None = None,
+               metric: str = "accuracy"):
     """What `advise eval` stores: one eval run per candidate with per-item outputs and accuracy scores, and
     a summary (keyed by the eval items and base model) with the runs' 95% intervals and paired comparisons
     of the first candidate against every other and of every untuned one against every tuned one."""
     items = make_items(load_project_data(p).eval, p.eval.max_items)
     refs = [it.references[0] for it in items]
+    kind = "binary" if scores is None else None
     with Store.for_project(p) as s:
-        runs, scores = [], {}
+        runs, given, scores = [], scores or {}, {}
         for name, outs in outputs.items():
-            sc = [1.0 if o == r else 0.0 for o, r in zip(outs, refs, strict=True)]
+            sc = given.get(name) or [1.0 if o == r else 0.0 for o, r in zip(outs, refs, strict=True)]
             scores[name] = sc
             rid = s.start_run("eval", name=name)
             s.finish_run(rid, "done", {"candidate": name, "per_item": [
-                {"item": it.hash, "line": it.line, "output": o, "error": None, "scores": {"accuracy": x}}
+                {"item": it.hash, "line": it.line, "output": o, "error": None, "scores": {metric: x}}
                 for it, o, x in zip(items, outs, sc, strict=True)]})
-            runs.append({"candidate": name, "items": len(items), "run_id": rid, "metrics": {"accuracy": {
-                "value": sum(sc) / len(sc), "ci": stats.wilson_interval(int(sum(sc)), len(sc)), "n": len(sc)}}})
+            ci = stats.mean_ci(sc)["ci"] if kind is None else stats.wilson_interval(int(sum(sc)), len(sc))
+            runs.append({"candidate": name, "items": len(items), "run_id": rid, "metrics": {metric: {
+                "value": sum(sc) / len(sc), "ci": ci, "n": len(sc)}}})
         names = list(outputs)
         pairs = [(names[0], b) for b in names[1:]]
         pairs += [(a, b) for a in names[1:] if not a.startswith("tuned:") for b in names if b.startswith("tuned:")]
         comps = []
         for a, b in dict.fromkeys(pairs):
-            c = stats.compare("accuracy", scores[a], scores[b], kind="binary")
+            c = stats.compare(metric, scores[a], scores[b], kind=kind)
             worse = [i for i in range(len(items)) if scores[b][i] < scores[a][i]]
-            comps.append({"a": a, "b": b, "items": len(items), "primary_metric": "accuracy",
-                          "metrics": {"accuracy": {**{k: c.get(k) for k in ("delta", "ci", "p_value", "test", "n", "wins",
-                                                                           "losses", "ties")},
-                                                   "a_value": c.get("a_mean"), "b_value": c.get("b_mean"),
-                                                   "higher_is_better": True}},
+            comps.append({"a": a, "b": b, "items": len(items), "primary_metric": metric,
+                          "metrics": {metric: {**{k: c.get(k) for k in ("delta", "ci", "p_value", "test", "n", "wins",
+                                                                       "losses", "ties")},
+                                               "a_value": c.get("a_mean"), "b_value": c.get("b_mean"),
+                                               "higher_is_better": True}},
                           "regressions_total": len(worse), "regressions": []})
-        summary = {"primary_metric": "accuracy", "metrics": ["accuracy"], "items": len(items),
+        summary = {"primary_metric": metric, "metrics": [metric], "items": len(items),
                    "data": {"eval_items": len(items)}, "settings": {}, "runs": runs, "comparisons": comps, **(extra or {})}
         sid = s.start_run("eval_summary", name=p.name, inputs_hash=summary_key(p, items))
         s.finish_run(sid, "done", summary)

@@ -135,7 +135,7 @@ def test_provenance_names_hashes_licences_the_base_model_card_and_what_was_not_m
     assert "README.md: Source: BANKING77 (PolyAI), CC BY 4.0 -- see NOTICE." in text
     assert "LlamaForCausalLM" in text and "Licence: apache-2.0 (" in text
     assert "<script" not in raw.lower() and "&lt;script&gt;" in raw
-    assert "tuned:lora 0.390 [0.280, 0.490]" in text and "Measured: a general-capability canary" in text
+    assert "tuned:lora 0.390 [0.280, 0.490]" in text and "Measured: a general-capability canary (short general questions" in text
     assert "robustness to adversarial inputs" in text and "the offline eval has 100 items" in text
 
 
@@ -148,7 +148,7 @@ def test_provenance_says_so_when_nothing_is_stated(tmp_path, tiny_model_dir):
     _, _, html = report(p, tmp_path)
     _, text = section(html, "provenance")
     assert "no licence (no LICENSE, NOTICE or licence line in its README)" in text
-    assert "Licence: not stated" in text and "Not measured: no canary set was scored" in text
+    assert "Licence: not stated" in text and "Not measured: the stored eval has no canary scores" in text
 
 
 def test_the_psi_noise_floor_is_what_samples_of_one_distribution_give():
@@ -168,3 +168,108 @@ def test_the_psi_noise_floor_is_what_samples_of_one_distribution_give():
     assert psi_noise(bins, w, 2000) <= 0.05 < psi_noise(bins, w - 1, 2000)
     assert min_window(bins, 20, 0.1) is None  # a training set this small cannot anchor a 0.1 alert
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0 and psi([0.9, 0.1], [0.1, 0.9]) > 0.25
+
+
+def test_a_continuous_metric_gets_a_means_plan_from_the_per_item_spread(tmp_path, tiny_model_dir):
+    """Scores between 0 and 1 per item (a ROUGE-like metric): the A/B size is a two-sample z-test on the
+    mean, standardised by the pooled within-model SD of the stored per-item scores."""
+    import random
+
+    import numpy as np
+
+    p = project(tmp_path, tiny_model_dir, {})
+    refs = refs_of(p)
+    rng = random.Random(5)
+    base = [min(1.0, max(0.0, rng.gauss(0.40, 0.15))) for _ in refs]
+    tuned = [min(1.0, max(0.0, x + rng.gauss(0.12, 0.10))) for x in base]
+    store_eval(p, {"base:zero-shot": list(refs), "tuned:lora": list(refs)},
+               scores={"base:zero-shot": base, "tuned:lora": tuned}, metric="rouge_l")
+    _, _, html = report(p, tmp_path)
+    raw, text = section(html, "plan")
+    sd = float(np.sqrt((np.var(base, ddof=1) + np.var(tuned, ddof=1)) / 2))
+    assert f"per-request SD ({sd:.3f}, within each model's eval answers, pooled)" in text
+    rows = plan_rows(raw[raw.index("<table>"):raw.index("</table>")])
+    delta = sum(tuned) / len(tuned) - sum(base) / len(base)
+    for row, d in zip(rows, [delta, delta / 2], strict=True):
+        want = math.ceil(sm_power.zt_ind_solve_power(effect_size=d / sd, alpha=0.05, power=0.8, ratio=1.0))
+        assert row[1] == f"{d:+.3f}" and row[3] == f"{want:,}" and row[4] == f"{2 * want:,}", (row, want)
+    assert "rate: control" not in raw  # no rates for a mean
+
+
+def test_the_plan_says_what_the_offline_decision_means_for_the_test(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {"accuracy": ">= 0.9"})
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.1, 1), "tuned:lora": answers(refs, 0.7, 3)})
+    tone, _, html = report(p, tmp_path)
+    _, text = section(html, "plan")
+    assert tone == "noship" and re.search(r"The offline decision is do not ship ?: exposing users is not advised", text)
+
+
+def test_a_docs_folder_is_hashed_as_a_tree_and_changes_with_any_file(tmp_path):
+    import shutil
+
+    from conftest import SAMPLES
+
+    from advisor.project import load_project
+    from advisor.report.provenance import provenance
+
+    root = tmp_path / "rag"
+    shutil.copytree(SAMPLES / "policy-faq-rag", root, ignore=shutil.ignore_patterns(".advise"))
+
+    def docs_row():
+        rows = {r["role"]: r for r in provenance(load_project(root), None, None, None, None, None)["data"]}
+        return rows["docs"]
+
+    files = sorted(f for f in (root / "docs").rglob("*") if f.is_file())
+    tree = "".join(f"{f.relative_to(root / 'docs').as_posix()}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n"
+                   for f in files)
+    row = docs_row()
+    assert row["path"] == "docs" and row["sha256"] == f"{hashlib.sha256(tree.encode()).hexdigest()} ({len(files):,} files)"
+    with open(files[0], "a", encoding="utf-8") as fh:
+        fh.write("\nrevised")
+    assert docs_row()["sha256"] != row["sha256"]
+
+
+def test_a_project_overrides_the_plan_thresholds_in_its_rubric(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {})
+    (p.root / "rubrics").mkdir()
+    (p.root / "rubrics" / "report.yaml").write_text("plan:\n  psi_alert: 0.2\n  smaller_effect_share: 0.25\n")
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.2, 1), "tuned:lora": answers(refs, 0.9, 3)})
+    _, _, html = report(p, tmp_path)
+    raw, text = section(html, "plan")
+    assert "25% of it (a smaller effect)" in text and "PSI > 0.2" in text and "PSI > 0.1 " not in text
+    assert "under 0.1)" in text  # the window keeps the no-shift PSI under half the project's alert level
+
+
+def test_a_corpus_level_metric_without_per_item_scores_gets_no_made_up_size(tmp_path, tiny_model_dir):
+    from advisor.report.plan import plan
+    from advisor.store import Store
+
+    p = project(tmp_path, tiny_model_dir, {})
+    with Store.for_project(p) as store:
+        ids = {}
+        for name in ("base:zero-shot", "tuned:lora"):
+            ids[name] = store.start_run("eval", name=name)
+            store.finish_run(ids[name], "done", {"candidate": name, "per_item": [
+                {"item": f"i{k}", "line": k + 1, "output": "card_arrival", "error": None, "scores": {}} for k in range(50)]})
+        ev = {"runs": [{"candidate": n, "run_id": ids[n], "metrics": {"macro_f1": {"value": v, "ci": [v - 0.1, v + 0.1]}}}
+                       for n, v in (("base:zero-shot", 0.4), ("tuned:lora", 0.7))]}
+        decision = {"metric": "macro_f1", "baseline": "base:zero-shot", "candidate": "tuned:lora", "items": 50,
+                    "outcome": "ship", "higher_is_better": True}
+        out = plan(p, store, ev, decision, None)
+    assert out["ab_test"]["rows"] == [] and "no per-item scores" in out["ab_test"]["note"]
+    assert any(r["signal"] == "format errors" for r in out["rows"])  # the rates are still measured
+
+
+def test_a_rate_already_near_100_percent_gets_no_threshold_above_it(tmp_path, tiny_model_dir):
+    p = project(tmp_path, tiny_model_dir, {})
+    refs = refs_of(p)
+    store_eval(p, {"base:zero-shot": answers(refs, 0.2, 1), "tuned:lora": ["no label"] * len(refs)})
+    r = CliRunner().invoke(main, ["assess", str(p.root)])
+    assert r.exit_code == 0, r.output
+    _, _, html = report(p, tmp_path)
+    raw, _ = section(html, "plan")
+    fmt = {row[0]: row for row in plan_rows(raw[raw.index("What to monitor"):])}["format errors"]
+    assert fmt[2] == "100.0% of 100 eval answers" and fmt[3].startswith("– (the offline rate leaves no room")
+    assert "100.0%" not in fmt[3] + fmt[4] and "102" not in fmt[3] + fmt[4]

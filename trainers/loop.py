@@ -228,6 +228,7 @@ def run_trainer(trainer, req: TrainRequest, device: DeviceInfo, peak: PeakMemory
     if trainer.is_world_process_zero():
         req.artifact_dir.mkdir(parents=True, exist_ok=True)
         save(req.artifact_dir)
+        drop_library_cards(req.output_dir)
     m = dict(metrics or {})
     m["train_loss_mean"] = out.training_loss
     hardware = device.to_json()
@@ -246,6 +247,27 @@ def run_trainer(trainer, req: TrainRequest, device: DeviceInfo, peak: PeakMemory
         session_tokens=session_tokens,
         metrics=m,
     )
+
+
+# what the model cards transformers, trl and peft write into every save directory say when they know
+# nothing of the run ("This model is a fine-tuned version of [None]", a template of "[More Information
+# Needed]"): advise export writes the run's own card (advisor/modelcard.py)
+LIBRARY_CARD_MARKS = ("generated_from_trainer", "fine-tuned version of [None]", "[More Information Needed]")
+
+
+def drop_library_cards(run_dir: Path) -> list[Path]:
+    """Remove the libraries' boilerplate README.md files under ``run_dir`` (checkpoints, artifact);
+    a README that says anything else stays. Returns the files removed."""
+    gone = []
+    for f in sorted(Path(run_dir).rglob("README.md")):
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(m in text for m in LIBRARY_CARD_MARKS):
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
 
 
 def _checkpoint_tokens(ckpt: str) -> int:

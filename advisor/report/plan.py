@@ -90,6 +90,12 @@ def _per_item(store: Store, ev: dict, candidate: str) -> list[dict]:
     return ((got or {}).get("result") or {}).get("per_item") or []
 
 
+def _above(rate: float, rise: float, k: int, tail: str) -> str:
+    """The threshold ``rate + k * rise`` of a share, or why there is none (a rate cannot pass 100%)."""
+    x = rate + k * rise
+    return f"> {x:.1%}{tail}" if x < 1.0 else "– (the offline rate leaves no room: fix it before shipping)"
+
+
 def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | None:
     alpha = float(value(rubric, "thresholds", "alpha"))
     power = float(value(rubric, "thresholds", "power"))
@@ -100,13 +106,17 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
     vb = ((runs.get(b) or {}).get("metrics") or {}).get(m, {}).get("value")
     if va is None or vb is None:
         return None
-    scores = [((r.get("scores") or {}).get(m)) for who in (a, b) for r in _per_item(store, ev, who)
-              if not r.get("error")]
-    scores = [float(s) for s in scores if s is not None]
-    binary = decision.get("items") and all(s in (0.0, 1.0) for s in scores) and 0.0 <= va <= 1.0 and 0.0 <= vb <= 1.0
+    arms = [[float(x) for x in (((r.get("scores") or {}).get(m)) for r in _per_item(store, ev, who) if not r.get("error"))
+             if x is not None] for who in (a, b)]
+    scores = arms[0] + arms[1]
+    binary = bool(scores) and all(s in (0.0, 1.0) for s in scores)
     delta = vb - va
     out = {"metric": m, "control": a, "treatment": b, "control_value": va, "treatment_value": vb, "alpha": alpha,
            "power": power, "kind": "proportions" if binary else "means", "rows": []}
+    if not scores:
+        out["note"] = (f"{m} has no per-item scores (a corpus-level metric such as BLEU or macro-F1 is not a mean of "
+                       "requests): size the online test on a per-request metric instead.")
+        return out
     if delta == 0 and decision.get("min_detectable_effect"):
         effects = [("the smallest difference the offline eval could detect", float(decision["min_detectable_effect"]))]
     elif delta == 0:
@@ -122,7 +132,10 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
                                 "per_arm": n, "total": None if n is None else 2 * n})
         out["statistic"] = "Cohen's h of the two rates"
     else:
-        sd = float(np.std(scores, ddof=1)) if len(scores) > 2 else None
+        # the SD of one request's score within an arm (pooled over the two models): the spread an online
+        # arm has, without the difference between the models that the test is to detect
+        sd = (math.sqrt((np.var(arms[0], ddof=1) + np.var(arms[1], ddof=1)) / 2.0)
+              if min(len(arms[0]), len(arms[1])) > 1 else None)
         if not sd or not math.isfinite(sd):
             out["note"] = f"The per-item {m} scores have no spread to size a test from."
             return out
@@ -131,7 +144,8 @@ def _ab_test(decision: dict, ev: dict, store: Store, rubric: dict) -> dict | Non
             n = ab_n_means(d, sd, alpha, power)
             out["rows"].append({"label": label, "delta": d, "effect_size": d / sd, "per_arm": n,
                                 "total": None if n is None else 2 * n})
-        out["statistic"] = f"the difference of mean {m} over its per-request SD ({sd:.3f}, both models' eval items)"
+        out["statistic"] = (f"the difference of mean {m} over its per-request SD ({sd:.3f}, within each model's eval "
+                            "answers, pooled)")
     return out
 
 
@@ -140,7 +154,6 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
     psi_warn = float(value(rubric, "plan", "psi_alert"))
     psi_retrain = float(value(rubric, "plan", "psi_retrain"))
     rows: list[dict] = []
-    data = None
     try:
         data = load_project_data(project)
     except Exception:  # noqa: BLE001 - the plan still gives the rates it can measure
@@ -159,7 +172,7 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
                                  + ("–" if now is None else f"{now:.3f} (no-shift expectation at these sizes "
                                     f"{psi_noise(bins, len(data.eval), len(train_len)):.3f})"),
                      "alert": f"PSI > {psi_warn:g}", "retrain": f"PSI > {psi_retrain:g}", "source": "psi"})
-    rows_b = [r for r in _per_item(store, ev, decision["candidate"])]
+    rows_b = _per_item(store, ev, decision["candidate"])
     outputs = [r.get("output") for r in rows_b if not r.get("error") and r.get("output") is not None]
     labels = (((assessment or {}).get("data") or {}).get("train") or {}).get("outputs", {}).get("labels")
     label_set = {_norm(k) for k in (labels or {}).get("counts", {})}
@@ -198,15 +211,16 @@ def _monitoring(project: Project, decision: dict, ev: dict, store: Store, assess
         errors = len(rows_b) - len(outputs)
         add_r = float(value(rubric, "plan", "refusal_rise"))
         add_f = float(value(rubric, "plan", "format_error_rise"))
+        fmt_rate = bad / len(outputs)
         rows.append({"signal": "refusal-like answers", "statistic": "share of answers that open like a refusal",
                      "baseline": f"{refusal:.1%} of {len(outputs):,} eval answers",
-                     "alert": f"> {refusal + add_r:.1%} (baseline + {add_r:.0%})",
-                     "retrain": f"> {refusal + 2 * add_r:.1%} for a week", "source": "engineering"})
+                     "alert": _above(refusal, add_r, 1, f" (baseline + {add_r:.0%})"),
+                     "retrain": _above(refusal, add_r, 2, " for a week"), "source": "plan"})
         rows.append({"signal": "format errors", "statistic": f"share of {what}; failed calls apart",
-                     "baseline": f"{bad / len(outputs):.1%} of {len(outputs):,} eval answers"
+                     "baseline": f"{fmt_rate:.1%} of {len(outputs):,} eval answers"
                                  + (f"; {errors:,} failed calls" if errors else ""),
-                     "alert": f"> {bad / len(outputs) + add_f:.1%} (baseline + {add_f:.0%})",
-                     "retrain": f"> {bad / len(outputs) + 2 * add_f:.1%} for a week", "source": "engineering"})
+                     "alert": _above(fmt_rate, add_f, 1, f" (baseline + {add_f:.0%})"),
+                     "retrain": _above(fmt_rate, add_f, 2, " for a week"), "source": "plan"})
     m = decision["metric"]
     ci = next((((r.get("metrics") or {}).get(m) or {}).get("ci") for r in ev.get("runs") or []
                if r.get("candidate") == decision["candidate"]), None)
@@ -231,6 +245,6 @@ def plan(project: Project, store: Store, ev: dict | None, decision: dict | None,
     if not ev or not decision:
         return None
     rubric = load_rubric("report", project.root)
-    sources = {k: rubric["sources"][k][1] for k in ("psi", "engineering", "offline")}
+    sources = {k: rubric["sources"][k][1] for k in ("psi", "plan", "offline")}
     return {"ab_test": _ab_test(decision, ev, store, rubric), **_monitoring(project, decision, ev, store, assessment, rubric),
             "sources": sources, "outcome": decision["outcome"]}

@@ -11,6 +11,7 @@ the Hugging Face cache); anything not stated reads "not stated", never a guess.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -88,9 +89,10 @@ def _data(project: Project, assessment: dict | None, trained_on: dict) -> list[d
         if p is None or not p.exists():
             continue
         rel = str(p.relative_to(project.root)) if p.is_relative_to(project.root) else str(p)
-        if p.is_dir():
+        if p.is_dir():  # a folder (docs/): sha256 of its files' relative paths and sha256s, sorted
             files = sorted(f for f in p.rglob("*") if f.is_file())
-            digest = f"{len(files):,} files" if files else "empty"
+            tree = "".join(f"{f.relative_to(p).as_posix()}\0{file_hash(f)}\n" for f in files)
+            digest = hashlib.sha256(tree.encode()).hexdigest() + f" ({len(files):,} files)"
         else:
             digest = file_hash(p)
         examples = (((assessment or {}).get("data") or {}).get(role) or {}).get("examples")
@@ -166,7 +168,9 @@ def provenance(project: Project, assessment: dict | None, ev: dict | None, train
     forgetting = None
     if canary:
         forgetting = {"measured": [{"candidate": k, "value": v.get("value"), "ci": v.get("ci")} for k, v in canary.items()],
-                      "what": "a general-capability canary set scored for each candidate (eval.canary)"}
+                      "what": "a general-capability canary (short general questions, evaluators/data/canary.jsonl "
+                              "unless the project gives its own) answered zero-shot by the base and each tuned model; a drop "
+                              "means lost general ability, the set is too small to rank models"}
     return {"framework": NIST, "data": _data(project, assessment, trained_on or {}), "project_licences": project_licences,
             "base_model": _base_model(project, train), "forgetting": forgetting, "not_measured": NOT_MEASURED,
             "limits": _limits(project, assessment, decision, ev, train)}
