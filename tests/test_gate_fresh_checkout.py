@@ -37,6 +37,12 @@ def fresh_checkout(ticket, model_dir, dst, gates):
     cfg["eval"] = {"gates": gates, "max_items": 12, "max_new_tokens": 4, "few_shot_k": 0,
                    "candidates": {"lora": "models/ticket-lora"}}
     (dst / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # the 3-step model of a random tiny base answers one string to every item, which the constant-output
+    # rule fails in every gate (tests/test_eval_honest.py); here the gates' own pass and fail are under
+    # test, so this project turns the rule off through its rubric override, as any project can
+    (dst / "rubrics").mkdir()
+    (dst / "rubrics" / "eval.yaml").write_text(
+        "constant_output:\n  share: {value: 1.01, source: engineering}\n", encoding="utf-8")
     assert not (dst / ".advise").exists()
     return dst
 

@@ -240,11 +240,13 @@ def test_run_ends_with_the_outcome_and_json_says_the_same(tmp_path, tiny_model_d
     assert tail[0].startswith("  verdict   lora") and ", confidence 0." in tail[0]
     summary = json.loads(CliRunner().invoke(main, ["eval", str(root), "--json"]).stdout)
     assert tail[1] == f"  {summary['primary_metric']} (95% interval):"
-    width = max(len(x["candidate"]) for x in summary["runs"])
-    for line, x in zip(tail[2:], summary["runs"], strict=False):
+    rows = summary["runs"] + summary.get("baselines", [])  # the trivial baselines stand beside the candidates
+    assert any(x["candidate"] == "baseline:majority" for x in rows)
+    width = max(len(x["candidate"]) for x in rows)
+    for line, x in zip(tail[2:], rows, strict=False):
         m = x["metrics"][summary["primary_metric"]]
         assert line == f"    {x['candidate']:<{width}}  {m['value']:,.3f} [{m['ci'][0]:,.3f}, {m['ci'][1]:,.3f}]"
-    names = [x["candidate"] for x in summary["runs"]]
+    names = [x["candidate"] for x in rows]
     assert "tuned:lora" in names and "base:zero-shot" in names
     rest = tail[2 + len(names):]
     assert rest[0].startswith("  gates     ") and "accuracy >= 0.6 " in rest[0]
@@ -254,7 +256,7 @@ def test_run_ends_with_the_outcome_and_json_says_the_same(tmp_path, tiny_model_d
     out = json.loads(run(root, "--json").stdout)["outcome"]  # everything cached: the same answer
     assert out["verdict"]["method"] == "lora" and 0 < out["verdict"]["confidence"] <= 1
     assert [c["candidate"] for c in out["candidates"]] == names
-    for c, x in zip(out["candidates"], summary["runs"], strict=True):
+    for c, x in zip(out["candidates"], rows, strict=True):
         assert c["metric"] == summary["primary_metric"] and c["value"] == x["metrics"][c["metric"]]["value"]
         assert c["ci"] == x["metrics"][c["metric"]]["ci"]
     assert out["gates"]["status"] in ("pass", "fail") and out["gates"]["gates"][0]["gate"] == "accuracy >= 0.6"
