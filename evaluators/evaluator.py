@@ -26,7 +26,7 @@ from evaluators.backends.openai import chat_url
 from evaluators.candidates import CandidateSpec, make_backend
 from evaluators.items import EvalItem, question
 from evaluators.metrics import evaluate
-from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
+from evaluators.metrics.rag import CITATION_METRIC, JUDGE_FAITHFULNESS, RAG_METRICS
 from evaluators.progress import Progress
 from evaluators.strategies import Prompt, Strategy
 
@@ -68,7 +68,7 @@ class CandidateRun:
     def metric_fields(self, i: int) -> dict[str, Any]:
         d = self.data[i] or {}
         f = dict(self.items[i].fields)
-        for k in ("label_scores", "mean_logprob", "judge_score"):
+        for k in ("label_scores", "mean_logprob", "judge_score", "faithfulness_judge"):
             if d.get(k) is not None:
                 f[k] = d[k]
         if d.get("ref_tokens"):
@@ -228,6 +228,8 @@ class Evaluator:
                     raise AdviseError(f"{name}: no item could be answered: {first}")
             if self.judge is not None and suite == "task" and "judge_score" in metrics:
                 self._judge_scores(run)
+            if self.judge is not None and suite == "task" and JUDGE_FAITHFULNESS in metrics:
+                self._judge_faithfulness(run, strategy)
             run.seconds["answer"] = time.perf_counter() - t_start
             t0 = time.perf_counter()
             self._score(run, metrics, strategy)
@@ -323,6 +325,36 @@ class Evaluator:
             s = (run.data[i].get("judge") or {}).get(jfp)
             if s is not None:
                 run.data[i]["judge_score"] = s
+        self.timing["judge"] += time.perf_counter() - t0
+
+    def _judge_faithfulness(self, run: CandidateRun, strategy: Strategy) -> None:
+        """The judge's faithfulness grade of each answered RAG item (cached with the item, per judge)."""
+        jfp = self.judge.faithfulness_fingerprint()
+        todo = [i for i in run.ok if "retrieved" in run.data[i]
+                and (run.data[i].get("judge_faithful") or {}).get(jfp) is None]
+        failed: list[str] = []
+        t0 = time.perf_counter()
+        for start in range(0, len(todo), 32):
+            idx = todo[start : start + 32]
+            ctx = [strategy.metric_context(run.data[i], run.items[i].references) for i in idx]
+            res = self.judge.faithfulness([question(run.items[i].record) for i in idx], [run.outputs[i] for i in idx],
+                                          [[{"ref": r, "text": c["passage_by_ref"][r]} for r in c["retrieved_refs"]]
+                                           for c in ctx])
+            rows = []
+            for i, r in zip(idx, res, strict=True):
+                if r.score is not None:
+                    run.data[i].setdefault("judge_faithful", {})[jfp] = r.score
+                    rows.append((run.items[i].hash, run.outputs[i], run.data[i], None))
+                else:
+                    failed.append(str(r.error or "no score"))
+            self.store.put_items(run.fingerprint, run.settings_hash, rows)
+        if failed:
+            n, asked, first = self.judge_failures.get(run.name, (0, 0, failed[0]))
+            self.judge_failures[run.name] = (n + len(failed), asked + len(todo), first)
+        for i in run.ok:
+            s = (run.data[i].get("judge_faithful") or {}).get(jfp)
+            if s is not None:
+                run.data[i]["faithfulness_judge"] = s
         self.timing["judge"] += time.perf_counter() - t0
 
     def _score(self, run: CandidateRun, metrics: list[str], strategy: Strategy | None = None) -> None:

@@ -2,6 +2,9 @@
 
 * :meth:`Judge.score`: single-answer grading with ``judge_single.jinja``; the judge ends with
   ``Score: [[N]]`` (1-10), mapped to [0, 1] as ``(N - 1) / 9`` (the ``judge_score`` metric).
+* :meth:`Judge.faithfulness`: ``judge_faithfulness.jinja``: are the claims of a RAG answer supported by
+  the passages it was given (``Score: [[N]]``, the ``faithfulness_judge`` metric beside the lexical
+  ``faithfulness``).
 * :meth:`Judge.pairwise`: ``judge_pairwise.jinja`` asked twice, answers in both orders, so a judge that
   favours a position cancels out: b wins an item only when it wins in both orders, a likewise;
   anything else is a tie. The share of items where both orders agree is reported (``consistency``).
@@ -27,6 +30,7 @@ from evaluators.backends.base import Backend, GenerationSettings
 
 SINGLE_TEMPLATE = "judge_single.jinja"
 PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
+FAITHFULNESS_TEMPLATE = "judge_faithfulness.jinja"
 _SCORE = re.compile(r"\[\[\s*(10|[1-9])(?:\.\d+)?\s*\]\]|score\s*[:=]\s*(10|[1-9])\b", re.IGNORECASE)
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
@@ -133,6 +137,7 @@ class Judge:
         self.task = task
         self.single = Template(template_path(single_template, project_root))
         self.pair = Template(template_path(pairwise_template, project_root))
+        self.faithful = Template(template_path(FAITHFULNESS_TEMPLATE, project_root))
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens)
         self.name = name or backend.describe().get("model") or backend.kind
 
@@ -141,10 +146,25 @@ class Judge:
         return stable_hash({"judge": d, "single": self.single.fingerprint(), "pair": self.pair.fingerprint(),
                             "settings": self.settings.key()})
 
+    def faithfulness_fingerprint(self) -> str:
+        return stable_hash({"judge": self.fingerprint(), "faithfulness": self.faithful.fingerprint()})
+
     def score(self, questions: Sequence[str], answers: Sequence[str], references: Sequence[str | None]) -> list[JudgeScore]:
         prompts = [[{"role": "user", "content": self.single.render(task=self.task, question=q, answer=a,
                                                                     reference=r or "")}]
                    for q, a, r in zip(questions, answers, references, strict=True)]
+        return self._graded(prompts)
+
+    def faithfulness(self, questions: Sequence[str], answers: Sequence[str],
+                     passages: Sequence[Sequence[dict]]) -> list[JudgeScore]:
+        """How far each RAG answer stays within its retrieved passages (``judge_faithfulness.jinja``),
+        mapped to [0, 1] like :meth:`score` (the ``faithfulness_judge`` metric)."""
+        prompts = [[{"role": "user", "content": self.faithful.render(task=self.task, question=q, answer=a,
+                                                                      passages=list(ps))}]
+                   for q, a, ps in zip(questions, answers, passages, strict=True)]
+        return self._graded(prompts)
+
+    def _graded(self, prompts: list[list[dict]]) -> list[JudgeScore]:
         out = []
         for g in self.backend.generate(prompts, self.settings):
             if g.error:

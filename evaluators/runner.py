@@ -33,7 +33,7 @@ from evaluators.honesty import mark_comparisons, run_honesty
 from evaluators.items import EvalItem, duplicate_lines, item_name, make_items
 from evaluators.length import size_max_new_tokens, tokenizer_file
 from evaluators.metrics import get_metric
-from evaluators.metrics.rag import CITATION_METRIC, RAG_METRICS
+from evaluators.metrics.rag import CITATION_METRIC, JUDGE_FAITHFULNESS, RAG_METRICS
 from evaluators.options import EvalOptions
 from evaluators.predictions import read_predictions, score_predictions
 from evaluators.results import summary_key
@@ -43,7 +43,7 @@ from evaluators.strategies import Strategy, ZeroShot, make_strategy
 from evaluators.task import choose_metrics, detect_task_kind, headline_metric, label_token_cap
 
 CANARY_MAX_NEW_TOKENS = 32
-JUDGE_METRICS = {"judge_score", "judge_pairwise"}
+JUDGE_METRICS = {"judge_score", "judge_pairwise", "faithfulness_judge"}
 LOCAL_GENERATIVE = ("transformers", "vllm")  # backends that answer the canary (and openai)
 
 
@@ -274,7 +274,8 @@ def _metrics(project: Project, kind: str, items: list[EvalItem], specs: list[Can
                              has_logprobs=any(s.backend == "transformers" for s in specs), judge=judge is not None)
     if not project.eval.metrics and kind != "classification" and any(s.strategy == "rag" for s in specs):
         # how the RAG candidates retrieved and used their passages (lexical; evaluators.metrics.rag)
-        metrics += [*RAG_METRICS, *([CITATION_METRIC] if project.constraints.needs_citations else [])]
+        metrics += [*RAG_METRICS, *([CITATION_METRIC] if project.constraints.needs_citations else []),
+                    *([JUDGE_FAITHFULNESS] if judge is not None else [])]
     if "json_schema" in metrics and no_schema:
         raise AdviseError(f"eval.metrics: json_schema checks each reply against the JSON schema of its item, and "
                           f"{len(no_schema)} of {len(items)} eval items have none (add a 'schema' key to each "

@@ -21,8 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 PASSAGE = re.compile(r"\[([^\[\]\n]+#\d+)\]\n(.*?)(?=\n\n\[[^\[\]\n]+#\d+\]\n|\n\nQuestion:\n)", re.S)
 
 
+def _block(text: str, name: str) -> str:
+    m = re.search(rf"\[{name}\]\n(.*?)\n\[END {name}\]", text, re.S)
+    return m.group(1) if m else ""
+
+
 def _reply(body: dict) -> str:
     last = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    if body["model"] == "judge":  # a judge: faithful when the answer (less its citation) is in the passages
+        if "[PASSAGES]" in last:
+            answer = re.sub(r"\s*\[[^\[\]\n]+\]$", "", _block(last, "ANSWER").strip())
+            return "Checked.\nScore: [[10]]" if answer and answer in _block(last, "PASSAGES") else "No.\nScore: [[1]]"
+        return "Fine.\nScore: [[5]]"
     found = PASSAGE.findall(last)
     if body["model"] == "echo" and found:  # quotes the top passage and cites it
         ref, text = found[0]
@@ -65,8 +75,8 @@ def served():
     httpd.server_close()
 
 
-def _eval(root: Path, url: str, model: str) -> dict:
-    r = CliRunner().invoke(main, ["eval", str(root), "--endpoint", url, "--endpoint-model", model, "--json",
+def _eval(root: Path, url: str, model: str, *judge: str) -> dict:
+    r = CliRunner().invoke(main, ["eval", str(root), "--endpoint", url, "--endpoint-model", model, "--json", *judge,
                                   "--retriever", "bm25", "--no-progress", "--canary", "none",
                                   "--strategy", "zero-shot", "--strategy", "rag"])
     assert r.exit_code == 0, r.stderr
@@ -174,3 +184,21 @@ def test_lexical_rule_on_known_texts():
     ranks = dict(item, retrieved_refs=["b#1", "a#0", "c#2"], supporting_refs=["a#0", "c#2"])
     assert evaluate("context_precision", [half], [["x"]], [ranks]).value == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert evaluate("context_recall", [half], [["x"]], [dict(ranks, retrieved_refs=["a#0"])]).value == 0.5
+
+
+def test_the_judge_grades_faithfulness_beside_the_lexical_metric(tmp_path, served):
+    root = tmp_path / "faq"
+    shutil.copytree(REPO / "sample_projects" / "policy-faq-rag", root, ignore=shutil.ignore_patterns(".advise"))
+    (root / "project.yaml").write_text((root / "project.yaml").read_text().replace(
+        "base_model: Qwen/Qwen2.5-0.5B-Instruct\n", "") + "eval:\n  max_items: 6\n", encoding="utf-8")
+    judge = ("--judge-endpoint", served, "--judge-model", "judge")
+    runs = {}
+    for model in ("echo", "liar"):
+        out = _eval(root, served, model, *judge)
+        assert "faithfulness_judge" in out["metrics"] and "faithfulness" in out["metrics"]
+        runs.update({r["candidate"]: r["metrics"] for r in out["runs"]})
+    assert runs["endpoint:echo:rag"]["faithfulness_judge"]["value"] == 1.0
+    assert runs["endpoint:echo:rag"]["faithfulness_judge"]["n"] == 6
+    assert runs["endpoint:liar:rag"]["faithfulness_judge"]["value"] == 0.0
+    assert runs["endpoint:echo:zero-shot"]["faithfulness_judge"]["n"] == 0  # no passages: not graded
+

@@ -270,7 +270,7 @@ def eval_cmd(project_dir: Path, as_json: bool, candidates, strategies, endpoint,
         require_mlflow()
     if judge_endpoint and not judge_model:
         raise AdviseError("a judge needs a model: --judge-model NAME (with --judge-endpoint URL for a server)")
-    if not (judge_model or judge_endpoint) and {"judge_score", "judge_pairwise"} & set(project.eval.metrics or []):
+    if not (judge_model or judge_endpoint) and {"judge_score", "judge_pairwise", "faithfulness_judge"} & set(project.eval.metrics or []):
         raise AdviseError("eval.metrics asks for an LLM judge: give one with --judge-model NAME "
                           "(and --judge-endpoint URL for a served model)", file=project.project_file)
     predictions = _prediction_pairs(project, prediction_files, prediction_names)

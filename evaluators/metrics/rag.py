@@ -7,7 +7,8 @@ RAGAS asks an LLM to split and verify claims; these are the **lexical** versions
 every description: a passage *supports* a text when it contains at least ``support_share`` of the
 text's content words (SQuAD-normalised, English stop words removed). They need no model, are exact
 and reproducible, and are blind to paraphrase: read them as lower bounds of what an LLM judge would
-accept. ``judge_score`` (``--judge-model``) is the model-graded view beside them.
+accept. With a judge (``--judge-model``), ``faithfulness_judge`` is the model-graded faithfulness beside
+them (:meth:`evaluators.judge.Judge.faithfulness`).
 
 Inputs come from the RAG strategy (:meth:`evaluators.strategies.RAG.metric_context`), per item:
 ``passages`` (the retrieved passage texts, in rank order), ``retrieved_refs``, ``supporting_refs``
@@ -30,6 +31,7 @@ _CITE_TAG = re.compile(r"\[[^\[\]\n]{1,200}\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 RAG_METRICS = ("context_recall", "context_precision", "faithfulness")
 CITATION_METRIC = "citation_correctness"
+JUDGE_FAITHFULNESS = "faithfulness_judge"
 
 
 def _stop_words() -> frozenset[str]:
@@ -131,3 +133,11 @@ def _citation_correctness(pred: str, refs: list[str], item: Item, config: Mappin
         if any(supports(words, s, share) for s in sentence_words):
             good += 1
     return good / len(cited)
+
+
+@metric("faithfulness_judge", kind=CONTINUOUS, needs_reference=False, higher_is_better=True,
+        requires=("faithfulness_judge",),
+        description="RAG, graded by the LLM judge (--judge-model, rubrics/judge_faithfulness.jinja): how far the "
+                    "answer's claims are supported by its retrieved passages, in [0, 1]")
+def _faithfulness_judge(pred: str, refs: list[str], item: Item, config: Mapping[str, Any]) -> float | None:
+    return float(item["faithfulness_judge"])
