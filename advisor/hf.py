@@ -151,13 +151,17 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import datasets
+    # datasets reads these when it is imported (by trl, lm-eval): importing it here only to quiet it
+    # would load pyarrow, whose allocator starts a background thread, and a thread alive at a fork
+    # (assess's parallel reader) can leave the forked worker waiting on a lock it holds
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    import sys
 
+    if "datasets" in sys.modules:
+        datasets = sys.modules["datasets"]
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-    except ImportError:
-        pass
     import transformers
 
     transformers.logging.set_verbosity_error()

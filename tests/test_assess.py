@@ -203,8 +203,16 @@ def test_assess_with_docs_prints_nothing_but_its_result(tmp_path):
 
 
 def _stuck_worker(span):
+    import os
+    import signal
     import time
 
+    # what a real stuck worker has: a SIGTERM that kills it only when its action is the default (a
+    # Python handler, such as the CLI's, never runs in a worker stuck in C on an inherited lock)
+    with open(os.environ["ADVISE_TEST_SIGTERM_FILE"], "a", encoding="utf-8") as fh:
+        fh.write(f"{signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}\n")
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(600)  # a forked worker that never finishes (as one stuck on an inherited lock would)
 
 
@@ -219,11 +227,15 @@ def test_a_stuck_parallel_worker_falls_back_to_one_process(make_project, monkeyp
     one = assess(root)
     monkeypatch.setenv("ADVISE_WORKERS", "2")
     monkeypatch.setattr(profile, "_scan_worker", _stuck_worker)
+    seen = root / "sigterm.txt"
+    monkeypatch.setenv("ADVISE_TEST_SIGTERM_FILE", str(seen))
     monkeypatch.setattr(profile, "PARALLEL_DEADLINE_S", 2.0)
     monkeypatch.setattr(profile, "PARALLEL_DEADLINE_PER_LINE_S", 0.0)
     shutil.rmtree(root / ".advise")  # no stored assessment to reuse: read the file again
     r = CliRunner().invoke(main, ["assess", str(root), "--json"])
     assert r.exit_code == 0, r.stderr
     assert "did not finish within 2 s; reading it in one process instead" in r.stderr
+    # the workers were forked with SIGTERM's default action, so terminating the pool ended them
+    assert seen.read_text().split() == ["True", "True"]
     two = json.loads(r.stdout)
     assert one["data"] == two["data"] and one["findings"] == two["findings"]

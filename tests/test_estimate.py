@@ -622,6 +622,14 @@ def test_a_missing_base_model_directory_is_a_finding_and_paths_resolve_against_t
     assert "tokenizer of the base model" in a["data"]["train"]["tokens"]["method"]
     assert a["recommendation"]["method"] == b["recommendation"]["method"]
 
+    # an empty directory where the model should be (an unfinished build or copy) is no model either
+    shutil.rmtree(root / "models" / "tiny")
+    (root / "models" / "tiny").mkdir()
+    shutil.rmtree(root / ".advise", ignore_errors=True)
+    out = json.loads(_cli("assess", root, "--json", "--no-embeddings").stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "base_model_missing"]
+    assert "has no config.json" in f["examples"][0]["detail"]
+
 
 def test_the_cost_table_says_when_lora_needs_more_memory_because_of_its_micro_batch():
     from rich.console import Console

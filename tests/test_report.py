@@ -30,7 +30,8 @@ def synthetic(n_items=40):
         "delta": 0.7, "ci": [0.55, 0.82], "p_value": 1e-8, "test": "mcnemar_exact", "wins": 29, "losses": 1, "ties": 10}}}]
     worse = {"a": "base:zero-shot", "b": "tuned:lora", "total": n_items,
              "items": [{"input": EVIL[i % len(EVIL)] + f" item {i}", "reference": EVIL[(i + 1) % len(EVIL)],
-                        "a_output": "card_arrival", "b_output": EVIL[(i + 2) % len(EVIL)] + "x" * 3000}
+                        "a_output": "card_arrival", "b_output": EVIL[(i + 2) % len(EVIL)] + "x" * 3000,
+                        "name": f"ticket-{i}" if i % 2 else f"eval.jsonl:{i + 1}"}
                        for i in range(n_items)]}
     ex = {kind: {"total": n, "items": [{"line": 3 + i, "input": EVIL[i % len(EVIL)] + " message " + "y" * 200,
                                          "reference": "card_arrival", "a_output": EVIL[(i + 1) % len(EVIL)],
@@ -88,6 +89,7 @@ def synthetic(n_items=40):
 def test_report_escapes_everything_and_has_a_strict_csp():
     html = render_report(synthetic())
     assert "Content-Security-Policy" in html and "default-src 'none'" in unescape(html)
+    assert "<code>ticket-1</code>" in html and "<code>eval.jsonl:1</code>" in html  # items by their id or file:line
     assert "<script" not in html.lower()
     assert "onerror=" not in html.replace("onerror=&#34;", "")  # only as escaped text
     assert "&lt;img src=x onerror=" in html

@@ -52,9 +52,11 @@ def assess(project: Project, *, use_embeddings: bool = True) -> dict:
     rubric = load_rubric("decision", project.root)
     findings = Findings()
     model_dir = project.base_model_dir()  # resolved against the project directory, not the working directory
-    if model_dir is not None and not model_dir.is_dir():
+    if model_dir is not None and not (model_dir / "config.json").is_file():
+        what = "does not exist" if not model_dir.is_dir() else "has no config.json (an unfinished build or copy?)"
         findings.add("base_model_missing", _display(project, project.project_file), project.key_line("base_model"),
-                     f"{model_dir}: tokens estimated from characters, model size from the name if it states one")
+                     f"{model_dir} {what}: tokens estimated from characters, model size from the name if it "
+                     "states one")
         model_dir = None  # not built yet: estimates fall back to the name
     counter = make_counter(project.base_model, model_dir, value(checks, "tokens", "chars_per_token"),
                            value(checks, "tokens", "per_message_overhead"))

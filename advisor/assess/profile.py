@@ -23,7 +23,9 @@ import math
 import multiprocessing
 import os
 import random
+import signal
 import sys
+import threading
 from array import array
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -433,8 +435,20 @@ def _profile_parallel(job: _Job, spans: list[tuple[int, int, int]], findings: Fi
     # forked workers tokenize one text after another (and tokenizers stays quiet about the fork)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     deadline = PARALLEL_DEADLINE_S + PARALLEL_DEADLINE_PER_LINE_S * (spans[-1][2] if spans else 0)
+    # the workers are forked with SIGTERM's default action: the CLI turns SIGTERM into KeyboardInterrupt,
+    # a Python handler that a worker stuck in C (a lock inherited from a thread) never runs, so without
+    # this the pool's terminate() below would wait on it for ever
+    main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    term = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        with multiprocessing.get_context("fork").Pool(len(spans)) as pool:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        pool_cm = multiprocessing.get_context("fork").Pool(len(spans))
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, term if term is not None else signal.SIG_DFL)
+    try:
+        with pool_cm as pool:
             if saved is None:
                 os.environ.pop("TOKENIZERS_PARALLELISM", None)
             else:

@@ -19,7 +19,7 @@ ERROR, WARNING, INFO = "error", "warning", "info"
 CODES: dict[str, tuple[str, str]] = {
     # file-level
     "file_missing": (ERROR, "the data file does not exist"),
-    "base_model_missing": (WARNING, "base_model names a local directory that does not exist: token counts and the estimate fall back"),
+    "base_model_missing": (WARNING, "base_model names a local directory that does not exist or holds no model (no config.json): token counts and the estimate fall back"),
     "file_not_utf8": (ERROR, "a line is not valid UTF-8"),
     "empty_file": (ERROR, "the file holds no records"),
     "blank_line": (INFO, "blank line, skipped"),

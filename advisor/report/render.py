@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from advisor import __version__
+from advisor.assess.estimate.compute import duration, parameter_count
 from advisor.files import write_output
 from advisor.report import charts
 from advisor.report.decision import TESTS, higher_is_better
@@ -74,7 +75,8 @@ def _worse(data: dict) -> dict | None:
     w = (data.get("eval") or {}).get("worse")
     if not w:
         return None
-    items = [{k: _cut(it.get(k)) for k in ("input", "reference", "a_output", "b_output")} for it in w["items"][:MAX_WORSE_ITEMS]]
+    items = [{**{k: _cut(it.get(k)) for k in ("input", "reference", "a_output", "b_output")},
+              "name": it.get("name")} for it in w["items"][:MAX_WORSE_ITEMS]]
     return {"a": w["a"], "b": w["b"], "items": items, "total": w.get("total", len(w["items"]))}
 
 
@@ -178,7 +180,7 @@ def render_report(data: dict) -> str:
             if m not in metric_names:
                 metric_names.append(m)
     env = _env()
-    env.filters.update(num=_fmt, signed=_signed, pval=_pval)
+    env.filters.update(num=_fmt, signed=_signed, pval=_pval, duration=duration, params=parameter_count)
     directions = {m: higher_is_better(m, ev) for m in metric_names}
     comparisons, same = _comparisons(ev, directions)
     css = resources.files("advisor.report").joinpath("templates", "report.css").read_text(encoding="utf-8")
