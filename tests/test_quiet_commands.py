@@ -28,9 +28,9 @@ def noise(stderr: str) -> list[str]:
     return [line for line in stderr.replace("\r", "\n").splitlines() if any(p.search(line) for p in NOISE)]
 
 
-def run(*args):
+def run(*args, codes=(0,)):
     res = fx.advise_subprocess(*args, timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.returncode in codes, res.stdout[-2000:] + res.stderr[-2000:]
     assert noise(res.stderr) == [], f"advise {' '.join(map(str, args[:2]))}: library noise on stderr:\n" + "\n".join(
         noise(res.stderr)[:10])
     return res
@@ -54,7 +54,9 @@ def test_every_command_keeps_stderr_to_its_own_lines(tmp_path, train_tiny_model)
     # assess, baseline eval, train (LoRA), tuned eval, report in one process
     out = run("run", ticket, "--method", "lora", "--ignore-blockers")
     assert "report" in out.stdout
-    run("gate", ticket)
+    # the 3-step model of a random base answers one string to everything, so its gate fails (constant
+    # output): either way the gate's stderr must be its own
+    run("gate", ticket, codes=(0, 1))
     runs = sorted((ticket / ".advise" / "runs").iterdir())
     assert runs
     for readme in (ticket / ".advise" / "runs").rglob("README.md"):
@@ -67,7 +69,7 @@ def test_every_command_keeps_stderr_to_its_own_lines(tmp_path, train_tiny_model)
     cfg["eval"]["candidates"] = {"exported": str(tmp_path / "exported")}
     (ticket / "project.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run("eval", ticket, "--candidate", "tuned:exported")
-    run("gate", ticket, "--candidate", "tuned:exported")
+    run("gate", ticket, "--candidate", "tuned:exported", codes=(0, 1))
     # the tiny model's build: its pretraining lines and nothing else (no "Writing model shards" bar)
     res = run("models", "tiny", tmp_path / "tiny", "--steps", "2")
     lines = res.stderr.splitlines()
