@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from loopback_chat import serve
 
 from advisor.cli.main import main
 from advisor.project import load_project
@@ -94,26 +93,8 @@ def project(tmp_path_factory, tiny_model_dir):
 def server(project):
     models = Models({user(r): label(r) for r in records(project / "data" / "eval.jsonl")})
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            text, finish = models.answer(body)
-            out = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                              "choices": [{"index": 0, "finish_reason": finish,
-                                           "message": {"role": "assistant", "content": text}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1", models
-    srv.shutdown()
+    with serve(models.answer) as url:
+        yield url, models
 
 
 def run_eval(root: Path, *args: str):

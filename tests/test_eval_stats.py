@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from loopback_chat import serve
 
 from evaluators.stats import (
     adjust_comparisons,
@@ -333,8 +334,6 @@ def test_a_regression_significant_only_before_holm_warns_instead_of_failing():
 
 # --------------------------------------------------------------------------- repeated sampling
 
-import threading  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from itertools import combinations  # noqa: E402
 
 from evaluators.sampling import pass_at_k, pass_hat_k  # noqa: E402
@@ -369,36 +368,20 @@ def sampled(tmp_path_factory, tiny_model_dir):
     recs = [json.loads(x) for x in (root / "data" / "eval.jsonl").read_text().splitlines()][:18]
     index = {r["messages"][1]["content"].strip(): (i, r["messages"][-1]["content"]) for i, r in enumerate(recs)}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
+    def answer(body: dict) -> str:
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1].strip()
+        i, truth = index[user]
+        return _answer(i, truth, int(body.get("seed", 0)))
 
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1].strip()
-            i, truth = index[user]
-            text = _answer(i, truth, int(body.get("seed", 0)))
-            out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model"),
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": text}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    args = ("eval", root, "--endpoint", url, "--endpoint-model", "m", "--candidate", "endpoint:*",
-            "--strategy", "zero-shot", "--canary", "none", "--no-progress", "--samples", "4", "--temperature", "0.7")
-    r = invoke(*args, "--json")
-    assert r.exit_code == 0, r.stderr
-    table = invoke(*args)
-    assert table.exit_code == 0, table.stderr
-    g = invoke("gate", root, "--candidate", "endpoint:m:zero-shot", "--json")
-    yield root, json.loads(r.stdout), table.stdout, recs, g
-    srv.shutdown()
+    with serve(answer) as url:
+        args = ("eval", root, "--endpoint", url, "--endpoint-model", "m", "--candidate", "endpoint:*",
+                "--strategy", "zero-shot", "--canary", "none", "--no-progress", "--samples", "4", "--temperature", "0.7")
+        r = invoke(*args, "--json")
+        assert r.exit_code == 0, r.stderr
+        table = invoke(*args)
+        assert table.exit_code == 0, table.stderr
+        g = invoke("gate", root, "--candidate", "endpoint:m:zero-shot", "--json")
+        yield root, json.loads(r.stdout), table.stdout, recs, g
 
 
 def test_samples_give_pass_at_k_pass_hat_k_variance_and_flaky_items(sampled):

@@ -5,14 +5,13 @@ through the CLI: pass, fail on threshold, fail on regression, underpowered warni
 import json
 import os
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import eval_fixtures
 import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import REPO
+from loopback_chat import serve
 
 from advisor.cli.main import main
 
@@ -47,25 +46,8 @@ def oracle_url(tmp_path_factory):
         truth[[m["content"] for m in msgs if m["role"] == "user"][-1].strip()] = msgs[-1]["content"]
     oracle = Oracle(truth)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model"),
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": oracle.answer(body)}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    with serve(oracle.answer) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

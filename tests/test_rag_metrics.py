@@ -8,12 +8,11 @@ import json
 import re
 import shutil
 import string
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from loopback_chat import serve
 
 from advisor.cli.main import main
 
@@ -42,37 +41,10 @@ def _reply(body: dict) -> str:
     return "I do not know."
 
 
-def _server():
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            text = _reply(body)
-            data = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                            "finish_reason": "stop"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-
-
 @pytest.fixture
 def served():
-    httpd, url = _server()
-    yield url
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(_reply) as url:
+        yield url
 
 
 def _eval(root: Path, url: str, model: str, *judge: str) -> dict:
