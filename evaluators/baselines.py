@@ -24,7 +24,7 @@ from advisor.data.records import Record
 from advisor.rubric import load_rubric, value
 from evaluators.items import EvalItem
 from evaluators.metrics import evaluate, get_metric
-from evaluators.metrics.classification import _per_class
+from evaluators.metrics.classification import _per_class, batched_counts
 from evaluators.metrics.normalize import normalize_label
 
 MAJORITY, RANDOM = "baseline:majority", "baseline:random"
@@ -114,15 +114,8 @@ def _random_macro(refs: list[list[str]], labels: list[str], picks: list) -> dict
     yt = np.array([index[g] for g in gold], dtype=np.int64)
     lab = np.array([index.get(normalize_label(x), c) for x in labels], dtype=np.int64)
     out: dict[str, list] = {"precision": [], "recall": [], "f1": []}
-    k = c + 1
     for p in picks:
-        rows = p.shape[0]
-        codes = yt[None, :] * k + lab[p] + (np.arange(rows, dtype=np.int64) * (k * k))[:, None]
-        cm = np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k)[:, :c]
-        diag = np.arange(c)
-        tp = cm[:, diag, diag].astype(float)
-        true_count = cm.sum(axis=2).astype(float)
-        pred_count = cm[:, :, :c].sum(axis=1).astype(float)
+        tp, true_count, pred_count = batched_counts(yt[None, :], lab[p], c)
         present = true_count > 0
         count = np.maximum(present.sum(axis=1), 1)
         for which in out:

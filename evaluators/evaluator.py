@@ -302,59 +302,49 @@ class Evaluator:
             self.store.put_items(run.fingerprint, run.settings_hash, rows)
 
     def _judge_scores(self, run: CandidateRun) -> None:
-        jfp = self.judge.fingerprint()
-        todo = [i for i in run.ok if (run.data[i].get("judge") or {}).get(jfp) is None]
-        failed: list[str] = []
-        t0 = time.perf_counter()
-        for start in range(0, len(todo), 32):
-            idx = todo[start : start + 32]
-            res = self.judge.score([question(run.items[i].record) for i in idx], [run.outputs[i] for i in idx],
-                                   [run.items[i].references[0] for i in idx])
-            rows = []
-            for i, r in zip(idx, res, strict=True):
-                if r.score is not None:
-                    run.data[i].setdefault("judge", {})[jfp] = r.score
-                    rows.append((run.items[i].hash, run.outputs[i], run.data[i], None))
-                else:
-                    run.data[i].setdefault("judge_errors", {})[jfp] = r.error
-                    failed.append(str(r.error or "no score"))
-            self.store.put_items(run.fingerprint, run.settings_hash, rows)
-        if failed:
-            self.judge_failures[run.name] = (len(failed), len(todo), failed[0])
-        for i in run.ok:
-            s = (run.data[i].get("judge") or {}).get(jfp)
-            if s is not None:
-                run.data[i]["judge_score"] = s
-        self.timing["judge"] += time.perf_counter() - t0
+        def ask(idx: list[int]):
+            return self.judge.score([question(run.items[i].record) for i in idx], [run.outputs[i] for i in idx],
+                                    [run.items[i].references[0] for i in idx])
+
+        self._judged(run, "judge", "judge_score", self.judge.fingerprint(), run.ok, ask)
 
     def _judge_faithfulness(self, run: CandidateRun, strategy: Strategy) -> None:
         """The judge's faithfulness grade of each answered RAG item (cached with the item, per judge)."""
-        jfp = self.judge.faithfulness_fingerprint()
-        todo = [i for i in run.ok if "retrieved" in run.data[i]
-                and (run.data[i].get("judge_faithful") or {}).get(jfp) is None]
+        def ask(idx: list[int]):
+            ctx = [strategy.metric_context(run.data[i], run.items[i].references) for i in idx]
+            return self.judge.faithfulness([question(run.items[i].record) for i in idx], [run.outputs[i] for i in idx],
+                                           [[{"ref": r, "text": c["passage_by_ref"][r]} for r in c["retrieved_refs"]]
+                                            for c in ctx])
+
+        self._judged(run, "judge_faithful", "faithfulness_judge", self.judge.faithfulness_fingerprint(),
+                     [i for i in run.ok if "retrieved" in run.data[i]], ask)
+
+    def _judged(self, run: CandidateRun, cache_key: str, field: str, jfp: str, eligible: list[int], ask) -> None:
+        """One judge pass: ``ask(item indices)`` for the eligible items without a cached grade of this judge
+        (``data[cache_key][jfp]``), stored with the items; failures counted per candidate; every grade
+        then set as the item field ``field`` that its metric reads."""
+        todo = [i for i in eligible if (run.data[i].get(cache_key) or {}).get(jfp) is None]
         failed: list[str] = []
         t0 = time.perf_counter()
         for start in range(0, len(todo), 32):
             idx = todo[start : start + 32]
-            ctx = [strategy.metric_context(run.data[i], run.items[i].references) for i in idx]
-            res = self.judge.faithfulness([question(run.items[i].record) for i in idx], [run.outputs[i] for i in idx],
-                                          [[{"ref": r, "text": c["passage_by_ref"][r]} for r in c["retrieved_refs"]]
-                                           for c in ctx])
             rows = []
-            for i, r in zip(idx, res, strict=True):
+            for i, r in zip(idx, ask(idx), strict=True):
                 if r.score is not None:
-                    run.data[i].setdefault("judge_faithful", {})[jfp] = r.score
+                    run.data[i].setdefault(cache_key, {})[jfp] = r.score
                     rows.append((run.items[i].hash, run.outputs[i], run.data[i], None))
                 else:
+                    if cache_key == "judge":
+                        run.data[i].setdefault("judge_errors", {})[jfp] = r.error
                     failed.append(str(r.error or "no score"))
             self.store.put_items(run.fingerprint, run.settings_hash, rows)
         if failed:
             n, asked, first = self.judge_failures.get(run.name, (0, 0, failed[0]))
             self.judge_failures[run.name] = (n + len(failed), asked + len(todo), first)
         for i in run.ok:
-            s = (run.data[i].get("judge_faithful") or {}).get(jfp)
+            s = (run.data[i].get(cache_key) or {}).get(jfp)
             if s is not None:
-                run.data[i]["faithfulness_judge"] = s
+                run.data[i][field] = s
         self.timing["judge"] += time.perf_counter() - t0
 
     def _score(self, run: CandidateRun, metrics: list[str], strategy: Strategy | None = None) -> None:

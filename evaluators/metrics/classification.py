@@ -71,18 +71,25 @@ def _per_class(tp: np.ndarray, true_count: np.ndarray, pred_count: np.ndarray, w
         return np.where(denom > 0, 2.0 * tp / denom, 0.0)
 
 
+def batched_counts(yt: np.ndarray, yp: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row confusion counts of (rows, n) predicted label indices ``yp`` against gold ``yt`` ((rows, n)
+    or (1, n), broadcast): true positives, gold counts and prediction counts per class, each (rows,
+    n_classes). Index ``n_classes`` in ``yp`` is "not a known class"."""
+    rows = yp.shape[0]
+    k = n_classes + 1
+    codes = yt * k + yp + (np.arange(rows, dtype=np.int64) * (k * k))[:, None]
+    cm = np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k)[:, :n_classes]
+    diag = np.arange(n_classes)
+    return (cm[:, diag, diag].astype(float), cm.sum(axis=2).astype(float),
+            cm[:, :, :n_classes].sum(axis=1).astype(float))
+
+
 def _macro_prf_many(yt: np.ndarray, yp: np.ndarray, n_classes: int, which: str) -> np.ndarray:
     """:func:`_macro_prf` for each row of (rows, n) label arrays at once (bootstrap blocks)."""
     rows = yt.shape[0]
     if yt.size == 0:
         return np.full(rows, np.nan)
-    k = n_classes + 1
-    codes = yt * k + yp + (np.arange(rows) * (k * k))[:, None]
-    cm = np.bincount(codes.ravel(), minlength=rows * k * k).reshape(rows, k, k)[:, :n_classes]
-    diag = np.arange(n_classes)
-    tp = cm[:, diag, diag].astype(float)
-    true_count = cm.sum(axis=2).astype(float)
-    pred_count = cm[:, :, :n_classes].sum(axis=1).astype(float)
+    tp, true_count, pred_count = batched_counts(yt, yp, n_classes)
     present = true_count > 0
     per = _per_class(tp, true_count, pred_count, which)
     with np.errstate(divide="ignore", invalid="ignore"):
